@@ -1,0 +1,86 @@
+package change
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Op is the kind of a row change. The strings are those of the change_type enum.
+type Op string
+
+// The operations of a row change.
+const (
+	OpInsert   Op = "insert"
+	OpUpdate   Op = "update"
+	OpDelete   Op = "delete"
+	OpTruncate Op = "truncate"
+)
+
+// Event is one row change of a source transaction.
+type Event struct {
+	// ID is derived from the thread and the event's position in the transaction, so a
+	// replay of the same transaction produces the same id.
+	ID       uuid.UUID
+	ThreadID uuid.UUID
+	Seq      int // position of the event in its transaction, from 0
+	Op       Op
+	Relation *Relation
+	// Old is the old tuple of an UPDATE or DELETE. It is nil when the server sent none
+	// (an UPDATE that kept the key under replica identity DEFAULT). When OldKeyOnly is
+	// set, only key columns are known and the others are Absent.
+	Old        Tuple
+	OldKeyOnly bool
+	// New is the new tuple of an INSERT or UPDATE.
+	New Tuple
+	// Truncated lists the relations of a TRUNCATE; Relation is the first of them.
+	Truncated       []*Relation
+	TruncateCascade bool
+	TruncateRestart bool
+}
+
+// Tx is one committed source transaction with its row events in commit order.
+type Tx struct {
+	Xid        uint32
+	ThreadID   uuid.UUID
+	BeginLSN   LSN // final LSN of the transaction as announced by Begin
+	CommitLSN  LSN // LSN of the commit record; transactions are ordered and resumed by it
+	EndLSN     LSN // end of the commit record; confirmed to the slot once durable
+	CommitTime time.Time
+	// Actor is the user attached to the transaction with pg_logical_emit_message, if any.
+	Actor string
+	// ContextThreadID is a thread id the application attached to the transaction.
+	ContextThreadID string
+	Events          []Event
+}
+
+// threadNamespace is the UUIDv5 namespace of thread ids.
+var threadNamespace = uuid.MustParse("6f1b3c1e-6a0e-4c47-9f6e-2b7c0d5a9e11")
+
+// ThreadID derives the thread id of a source transaction from the slot name and the
+// commit LSN, which together identify one transaction for the life of a slot.
+func ThreadID(slot string, commitLSN LSN) uuid.UUID {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(commitLSN))
+	return uuid.NewSHA1(threadNamespace, append([]byte(slot+"/"), b[:]...))
+}
+
+// EventID derives the id of the event at position seq of a thread.
+func EventID(thread uuid.UUID, seq int) uuid.UUID {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(seq))
+	return uuid.NewSHA1(thread, b[:])
+}
+
+// Stamp sets the thread id of the transaction and the id, thread and position of each
+// of its events.
+func (tx *Tx) Stamp(slot string) {
+	tx.ThreadID = ThreadID(slot, tx.CommitLSN)
+	for i := range tx.Events {
+		ev := &tx.Events[i]
+		ev.Seq = i
+		ev.ThreadID = tx.ThreadID
+		ev.ID = EventID(tx.ThreadID, i)
+	}
+}
