@@ -1,0 +1,102 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/datasense/changesync/pkg/change"
+)
+
+// Row policies of an INSERT that finds its key on the target and of an UPDATE or DELETE
+// that finds no target row.
+const (
+	ExistingRowUpdate = "update" // apply the INSERT as a delta to the existing row
+	ExistingRowFail   = "fail"   // record the change as failed and write nothing
+	MissingRowInsert  = "insert" // insert the row when the new tuple is complete
+	MissingRowSkip    = "skip"   // record the change as skipped and write nothing
+	MissingRowFail    = "fail"   // record the change as failed and write nothing
+)
+
+// Policy decides what happens when the target row does not look as the change expects.
+type Policy struct {
+	OnExistingRow string // ExistingRowUpdate (default) or ExistingRowFail
+	OnMissingRow  string // MissingRowInsert (default), MissingRowSkip or MissingRowFail
+}
+
+// Applier maps change events to their target tables and writes them in batches. It is
+// safe for use by one batch at a time.
+type Applier struct {
+	specs   map[change.TableName]*TableSpec
+	targets map[change.TableName]*targetTable // by source table
+	policy  Policy
+	log     *slog.Logger
+
+	mu    sync.Mutex
+	plans map[*change.Relation]*plan
+}
+
+// New reads the target tables of specs from the target catalog and returns an applier
+// for them. A missing target table is an error that wraps ErrTargetMissing.
+func New(ctx context.Context, q Querier, specs []TableSpec, policy Policy, log *slog.Logger) (*Applier, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if policy.OnExistingRow == "" {
+		policy.OnExistingRow = ExistingRowUpdate
+	}
+	if policy.OnMissingRow == "" {
+		policy.OnMissingRow = MissingRowInsert
+	}
+	a := &Applier{
+		specs:   map[change.TableName]*TableSpec{},
+		targets: map[change.TableName]*targetTable{},
+		policy:  policy,
+		log:     log,
+		plans:   map[*change.Relation]*plan{},
+	}
+	for i := range specs {
+		spec := &specs[i]
+		target, err := loadTarget(ctx, q, spec.Target)
+		if err != nil {
+			return nil, err
+		}
+		a.specs[spec.Source] = spec
+		a.targets[spec.Source] = target
+	}
+	return a, nil
+}
+
+// Spec returns the mapping of a source table, or nil when the table is not configured.
+func (a *Applier) Spec(source change.TableName) *TableSpec { return a.specs[source] }
+
+// plan returns the plan of a relation, building it on first use.
+func (a *Applier) plan(rel *change.Relation) (*plan, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p, ok := a.plans[rel]; ok {
+		return p, nil
+	}
+	spec, ok := a.specs[rel.Table]
+	if !ok {
+		return nil, fmt.Errorf("table %s is published but not configured", rel.Table)
+	}
+	p, err := newPlan(spec, a.targets[rel.Table], rel)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.ignored) > 0 {
+		a.log.Warn("source columns missing on the target are not written",
+			"table", rel.Table.String(), "target_table", p.target.Name.String(), "columns", p.ignored)
+	}
+	a.plans[rel] = p
+	return p, nil
+}
+
+// Begin starts a batch of writes inside the target transaction tx.
+func (a *Applier) Begin(tx pgx.Tx) *Batch {
+	return &Batch{a: a, tx: tx, rows: map[string]*rowState{}}
+}

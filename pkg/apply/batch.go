@@ -1,0 +1,361 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/datasense/changesync/pkg/change"
+)
+
+// Result describes the effect of one applied event on the target.
+type Result struct {
+	Status change.Status // synced, skipped, held or failed
+	Reason string        // the reason a change was not synced as is
+	Target change.TableName
+	RowKey string // the source row key, in change_events.row_key form
+	// TargetKey is the JSON array of the target key values.
+	TargetKey []byte
+	// Diff is {column: {"old": …, "new": …}} over exactly the target columns written, or
+	// nil when nothing was written.
+	Diff  []byte
+	Actor string
+}
+
+// rowState is the batch's copy of a target row. It is read and locked at first touch,
+// then kept up to date with the writes the batch queued.
+type rowState struct {
+	exists bool
+	values []change.Value // indexed like targetTable.Columns
+}
+
+// write is one queued statement and the row count it must affect.
+type write struct {
+	what     string
+	wantRows int64
+}
+
+// Batch applies events inside one target transaction. Target rows are locked and read at
+// first touch; writes are queued and sent together by Flush.
+type Batch struct {
+	a      *Applier
+	tx     pgx.Tx
+	rows   map[string]*rowState
+	writes pgconn.Batch
+	queued []write
+}
+
+// Apply maps one event to its target and queues the writes that bring the target row to
+// the event's new values. The returned error is a failure of the target connection; a
+// change that cannot be applied as is comes back as a Result with status failed, skipped
+// or held, and with a reason.
+func (b *Batch) Apply(ctx context.Context, ev *change.Event) (Result, error) {
+	p, err := b.a.plan(ev.Relation)
+	if err != nil {
+		return Result{Status: change.StatusFailed, Reason: err.Error()}, nil
+	}
+	res := Result{Target: p.target.Name}
+	if p.actor >= 0 && ev.New != nil && ev.New[p.actor].Kind == change.Text {
+		res.Actor = ev.New[p.actor].Text
+	}
+
+	switch ev.Op {
+	case change.OpInsert:
+		err = b.insert(ctx, p, ev, &res)
+	case change.OpUpdate:
+		err = b.update(ctx, p, ev, &res)
+	case change.OpDelete:
+		err = b.delete(ctx, p, ev, &res)
+	case change.OpTruncate:
+		err = b.truncate(p, &res)
+	default:
+		res.Status, res.Reason = change.StatusFailed, fmt.Sprintf("unknown operation %q", ev.Op)
+	}
+	var invalid *invalidChange
+	if errors.As(err, &invalid) {
+		return Result{Status: change.StatusFailed, Reason: invalid.Error(), Target: p.target.Name,
+			RowKey: res.RowKey}, nil
+	}
+	return res, err
+}
+
+// invalidChange is a change that cannot be applied, such as a tuple without its key.
+type invalidChange struct{ err error }
+
+func (e *invalidChange) Error() string { return e.err.Error() }
+func (e *invalidChange) Unwrap() error { return e.err }
+
+func (b *Batch) insert(ctx context.Context, p *plan, ev *change.Event, res *Result) error {
+	key, err := p.keyValues(ev.New)
+	if err != nil {
+		return &invalidChange{err}
+	}
+	res.RowKey = change.RowKey(key)
+	row, err := b.row(ctx, p, key)
+	if err != nil {
+		return err
+	}
+	if row.exists {
+		if b.a.policy.OnExistingRow == ExistingRowFail {
+			res.Status = change.StatusFailed
+			res.Reason = "INSERT found the key already on the target (on_existing_row: fail)"
+			return nil
+		}
+		return b.updateRow(p, row, key, key, ev.New, res)
+	}
+	return b.insertRow(p, row, key, ev.New, res)
+}
+
+func (b *Batch) update(ctx context.Context, p *plan, ev *change.Event, res *Result) error {
+	newTuple := fillUnchanged(ev.New, ev.Old)
+	newKey, err := p.keyValues(newTuple)
+	if err != nil {
+		return &invalidChange{err}
+	}
+	oldKey := newKey
+	if ev.Old != nil {
+		if oldKey, err = p.keyValues(ev.Old); err != nil {
+			return &invalidChange{err}
+		}
+	}
+	res.RowKey = change.RowKey(newKey)
+
+	row, err := b.row(ctx, p, oldKey)
+	if err != nil {
+		return err
+	}
+	moved := change.RowKey(oldKey) != res.RowKey
+	if moved {
+		dest, err := b.row(ctx, p, newKey)
+		if err != nil {
+			return err
+		}
+		if dest.exists {
+			res.Status = change.StatusFailed
+			res.Reason = fmt.Sprintf("UPDATE moves the key from %s to %s, but the target already "+
+				"has a row with the new key", change.RowKey(oldKey), res.RowKey)
+			return nil
+		}
+	}
+	if row.exists {
+		return b.updateRow(p, row, oldKey, newKey, ev.New, res)
+	}
+
+	switch b.a.policy.OnMissingRow {
+	case MissingRowSkip:
+		res.Status, res.Reason = change.StatusSkipped, "UPDATE found no target row (on_missing_row: skip)"
+		return nil
+	case MissingRowFail:
+		res.Status, res.Reason = change.StatusFailed, "UPDATE found no target row (on_missing_row: fail)"
+		return nil
+	}
+	for _, c := range p.cols {
+		if !newTuple[c.source].Known() {
+			res.Status = change.StatusFailed
+			res.Reason = fmt.Sprintf("UPDATE found no target row and cannot insert one: column %q "+
+				"is an unchanged TOAST value the source did not send", p.rel.Columns[c.source].Name)
+			return nil
+		}
+	}
+	dest, err := b.row(ctx, p, newKey)
+	if err != nil {
+		return err
+	}
+	return b.insertRow(p, dest, newKey, newTuple, res)
+}
+
+func (b *Batch) delete(ctx context.Context, p *plan, ev *change.Event, res *Result) error {
+	key, err := p.keyValues(ev.Old)
+	if err != nil {
+		return &invalidChange{err}
+	}
+	res.RowKey = change.RowKey(key)
+	row, err := b.row(ctx, p, key)
+	if err != nil {
+		return err
+	}
+	res.Status = change.StatusSynced
+	if !row.exists {
+		res.Reason = "DELETE found no target row; nothing was deleted"
+		return nil
+	}
+
+	diff := newDiff()
+	for i, c := range p.target.Columns {
+		if !c.Generated && row.values[i].Known() {
+			diff.add(c.Name, row.values[i], change.NullValue())
+		}
+	}
+	sql := "DELETE FROM " + p.target.Name.Sanitize() + " WHERE " + p.whereKey(1)
+	b.queue(sql, params(key), 1, "delete from "+p.target.Name.String())
+	row.exists, row.values = false, nil
+	res.Diff, res.TargetKey = diff.bytes(), keyJSON(key)
+	return nil
+}
+
+func (b *Batch) truncate(p *plan, res *Result) error {
+	switch p.spec.Truncate {
+	case "apply":
+		b.queue("TRUNCATE "+p.target.Name.Sanitize(), nil, -1, "truncate "+p.target.Name.String())
+		b.forgetTable(p.target.Name)
+		res.Status = change.StatusSynced
+	case "ignore":
+		res.Status, res.Reason = change.StatusSkipped, "TRUNCATE is ignored (truncate: ignore)"
+	default:
+		res.Status, res.Reason = change.StatusHeld, "TRUNCATE is held for a person to decide (truncate: hold)"
+	}
+	return nil
+}
+
+// insertRow queues an INSERT of every mapped column of tuple.
+func (b *Batch) insertRow(p *plan, row *rowState, key []change.Value, tuple change.Tuple, res *Result) error {
+	var cols []string
+	var vals []change.Value
+	overriding := false
+	diff := newDiff()
+	row.values = make([]change.Value, len(p.target.Columns))
+	for _, c := range p.cols {
+		v := tuple[c.source]
+		if !v.Known() {
+			continue
+		}
+		cols = append(cols, pgx.Identifier{c.target.Name}.Sanitize())
+		vals = append(vals, v)
+		overriding = overriding || c.target.IdentityAlways
+		diff.add(c.target.Name, change.NullValue(), v)
+		row.values[p.target.byName[c.target.Name]] = v
+	}
+	row.exists = true
+
+	var sql strings.Builder
+	sql.WriteString("INSERT INTO " + p.target.Name.Sanitize() + " (" + strings.Join(cols, ", ") + ")")
+	if overriding {
+		sql.WriteString(" OVERRIDING SYSTEM VALUE")
+	}
+	sql.WriteString(" VALUES (" + placeholders(1, len(cols)) + ")")
+	b.queue(sql.String(), params(vals), 1, "insert into "+p.target.Name.String())
+
+	res.Status, res.Diff, res.TargetKey = change.StatusSynced, diff.bytes(), keyJSON(key)
+	return nil
+}
+
+// updateRow queues an UPDATE of the columns whose new value differs from the target
+// row. Unchanged TOAST values are never written, and identity columns are never updated.
+func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value, tuple change.Tuple, res *Result) error {
+	var sets []string
+	var vals []change.Value
+	diff := newDiff()
+	for _, c := range p.cols {
+		v := tuple[c.source]
+		if !v.Known() || c.target.IdentityAlways {
+			continue
+		}
+		i := p.target.byName[c.target.Name]
+		if row.values[i].Equal(v) {
+			continue
+		}
+		vals = append(vals, v)
+		sets = append(sets, fmt.Sprintf("%s = $%d", pgx.Identifier{c.target.Name}.Sanitize(), len(vals)))
+		diff.add(c.target.Name, row.values[i], v)
+		row.values[i] = v
+	}
+	res.Status, res.TargetKey = change.StatusSynced, keyJSON(newKey)
+	moved := change.RowKey(oldKey) != change.RowKey(newKey)
+	if moved {
+		b.moveRow(p, row, newKey)
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+
+	sql := "UPDATE " + p.target.Name.Sanitize() + " SET " + strings.Join(sets, ", ") +
+		" WHERE " + p.whereKey(len(vals)+1)
+	b.queue(sql, params(append(vals, oldKey...)), 1, "update "+p.target.Name.String())
+	res.Diff = diff.bytes()
+	return nil
+}
+
+// moveRow records in the cache that row now lives under newKey.
+func (b *Batch) moveRow(p *plan, row *rowState, newKey []change.Value) {
+	dest := &rowState{exists: true, values: row.values}
+	b.rows[rowID(p.target.Name, newKey)] = dest
+	row.exists, row.values = false, nil
+}
+
+// fillUnchanged returns the new tuple with unchanged TOAST values taken from the old
+// tuple where it has them (replica identity FULL). The result is used to match and to
+// insert rows, never to decide which columns an UPDATE writes.
+func fillUnchanged(newTuple, oldTuple change.Tuple) change.Tuple {
+	if oldTuple == nil {
+		return newTuple
+	}
+	var filled change.Tuple
+	for i, v := range newTuple {
+		if v.Kind != change.Unchanged || i >= len(oldTuple) || !oldTuple[i].Known() {
+			continue
+		}
+		if filled == nil {
+			filled = append(change.Tuple(nil), newTuple...)
+		}
+		filled[i] = oldTuple[i]
+	}
+	if filled == nil {
+		return newTuple
+	}
+	return filled
+}
+
+func (b *Batch) queue(sql string, args [][]byte, wantRows int64, what string) {
+	b.writes.ExecParams(sql, args, nil, nil, nil)
+	b.queued = append(b.queued, write{what: what, wantRows: wantRows})
+}
+
+// Flush sends the queued writes in one round trip and checks that each affected the
+// rows it had to.
+func (b *Batch) Flush(ctx context.Context) error {
+	if len(b.queued) == 0 {
+		return nil
+	}
+	results, err := b.tx.Conn().PgConn().ExecBatch(ctx, &b.writes).ReadAll()
+	queued := b.queued
+	b.writes, b.queued = pgconn.Batch{}, nil
+	for i, r := range results {
+		if r.Err != nil {
+			return fmt.Errorf("%s: %w", queued[i].what, r.Err)
+		}
+		if got := r.CommandTag.RowsAffected(); queued[i].wantRows >= 0 && got != queued[i].wantRows {
+			return fmt.Errorf("%s: changed %d rows, want %d: the row changed outside its lock",
+				queued[i].what, got, queued[i].wantRows)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("send target writes: %w", err)
+	}
+	return nil
+}
+
+func placeholders(first, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", first+i)
+	}
+	return b.String()
+}
+
+// params turns values into text-format parameters: nil for NULL.
+func params(vals []change.Value) [][]byte {
+	out := make([][]byte, len(vals))
+	for i, v := range vals {
+		if v.Kind == change.Text {
+			out[i] = []byte(v.Text)
+		}
+	}
+	return out
+}

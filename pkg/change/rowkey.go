@@ -1,0 +1,55 @@
+package change
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// RowKey formats key values the way change_events.row_key stores them: the text of the
+// value for a one-column key, and a JSON array of the values (null for NULL) otherwise.
+func RowKey(values []Value) string {
+	if len(values) == 1 && values[0].Kind == Text {
+		return values[0].Text
+	}
+	parts := make([]any, len(values))
+	for i, v := range values {
+		parts[i] = v.JSON()
+	}
+	b, _ := json.Marshal(parts) // strings and nils always marshal
+	return string(b)
+}
+
+// TupleJSON returns the known values of a tuple as a JSON object keyed by column name,
+// as old_data and new_data store them. Unchanged TOAST values and absent columns are left
+// out, because their content was not sent.
+func TupleJSON(rel *Relation, t Tuple) ([]byte, error) {
+	if t == nil {
+		return nil, nil
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	first := true
+	for i, v := range t {
+		if !v.Known() || i >= len(rel.Columns) {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		name, _ := json.Marshal(rel.Columns[i].Name)
+		b.Write(name)
+		b.WriteByte(':')
+		if v.Kind == Null {
+			b.WriteString("null")
+			continue
+		}
+		val, err := json.Marshal(v.Text)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(val)
+	}
+	b.WriteByte('}')
+	return []byte(b.String()), nil
+}
