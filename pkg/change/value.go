@@ -37,7 +37,8 @@ func (v Value) Equal(o Value) bool {
 }
 
 // JSON returns the value as it is stored in the audit trail: nil for NULL and the text
-// form otherwise, so that NULL, '', 'NULL' and a jsonb null stay apart.
+// form otherwise, so that NULL, the empty string, the string NULL and a jsonb null stay
+// apart.
 func (v Value) JSON() any {
 	if v.Kind == Text {
 		return v.Text
