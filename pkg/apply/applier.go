@@ -100,3 +100,26 @@ func (a *Applier) plan(rel *change.Relation) (*plan, error) {
 func (a *Applier) Begin(tx pgx.Tx) *Batch {
 	return &Batch{a: a, tx: tx, rows: map[string]*rowState{}}
 }
+
+// RowKey returns the row key of an event's source row in change_events.row_key form:
+// the new key of an INSERT or UPDATE and the old key of a DELETE. A TRUNCATE has none.
+func (a *Applier) RowKey(ev *change.Event) (string, error) {
+	if ev.Op == change.OpTruncate {
+		return "", nil
+	}
+	p, err := a.plan(ev.Relation)
+	if err != nil {
+		return "", err
+	}
+	t := ev.New
+	if ev.Op == change.OpDelete {
+		t = ev.Old
+	} else {
+		t = fillUnchanged(ev.New, ev.Old)
+	}
+	key, err := p.keyValues(t)
+	if err != nil {
+		return "", err
+	}
+	return change.RowKey(key), nil
+}

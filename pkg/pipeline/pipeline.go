@@ -1,0 +1,192 @@
+// Package pipeline wires capture, validation and apply together: it reads committed source
+// transactions, decides on each change, applies the approved ones, and commits each batch
+// with its audit rows and its checkpoint in one target transaction before confirming the
+// batch's LSN to the source slot.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/datasense/changesync/pkg/apply"
+	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/store"
+)
+
+// Source is what the pipeline needs of a capture reader.
+type Source interface {
+	// Stream sends committed transactions after start to out until ctx ends.
+	Stream(ctx context.Context, start change.LSN, out chan<- *change.Tx) error
+	// Confirm reports that everything up to lsn is durable in the target.
+	Confirm(lsn change.LSN)
+}
+
+// Validator decides on each change before it is applied.
+type Validator interface {
+	Validate(ctx context.Context, tx *change.Tx, ev *change.Event) change.Decision
+}
+
+// ApproveAll is the validator used when no rules are configured.
+type ApproveAll struct{}
+
+// Validate approves every change.
+func (ApproveAll) Validate(context.Context, *change.Tx, *change.Event) change.Decision {
+	return change.Decision{Verdict: change.Approve, Reason: "no validation rules configured",
+		DecidedBy: "changesync:default"}
+}
+
+// Config sets up a pipeline.
+type Config struct {
+	Name string // key of the checkpoint, usually the slot name
+	Slot string
+	// BatchMaxEvents caps the row events of one target transaction. A batch always takes
+	// whole source transactions, so one large transaction can exceed it.
+	BatchMaxEvents int
+	// QueueSize is the number of decoded transactions buffered between capture and apply.
+	QueueSize int
+}
+
+// Option sets an optional part of a pipeline.
+type Option func(*Pipeline)
+
+// WithLogger sets the logger; without it the pipeline logs nothing.
+func WithLogger(l *slog.Logger) Option { return func(p *Pipeline) { p.log = l } }
+
+// WithValidator sets the validation step; without it every change is approved.
+func WithValidator(v Validator) Option { return func(p *Pipeline) { p.validator = v } }
+
+// Pipeline moves changes from one source slot to the target.
+type Pipeline struct {
+	cfg       Config
+	src       Source
+	applier   *apply.Applier
+	store     *store.Store
+	validator Validator
+	log       *slog.Logger
+
+	checkpoint change.LSN // commit LSN of the last transaction durable in the target
+}
+
+// New returns a pipeline. The store must be migrated and the applier built for the
+// configured tables.
+func New(cfg Config, src Source, applier *apply.Applier, st *store.Store, opts ...Option) *Pipeline {
+	if cfg.BatchMaxEvents <= 0 {
+		cfg.BatchMaxEvents = 5000
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 256
+	}
+	p := &Pipeline{cfg: cfg, src: src, applier: applier, store: st, validator: ApproveAll{},
+		log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Run streams and applies changes until ctx ends. When ctx ends it finishes and confirms
+// the batch in flight, then returns nil. It returns an error when the stream fails in a
+// way a retry cannot fix.
+func (p *Pipeline) Run(ctx context.Context) error {
+	commit, end, found, err := p.store.Checkpoint(ctx, p.cfg.Name)
+	if err != nil {
+		return err
+	}
+	p.checkpoint = commit
+	p.log.Info("pipeline starting", "pipeline", p.cfg.Name, "slot", p.cfg.Slot,
+		"checkpoint_lsn", commit.String(), "has_checkpoint", found)
+
+	txs := make(chan *change.Tx, p.cfg.QueueSize)
+	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
+	streamCtx, stopStream := context.WithCancel(gctx)
+	g.Go(func() error {
+		err := p.src.Stream(streamCtx, end, txs)
+		if err != nil {
+			return fmt.Errorf("stream from slot %s: %w", p.cfg.Slot, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		defer stopStream()
+		return p.applyLoop(ctx, gctx, txs)
+	})
+	err = g.Wait()
+	p.log.Info("pipeline stopped", "pipeline", p.cfg.Name, "checkpoint_lsn", p.checkpoint.String())
+	return err
+}
+
+// applyLoop commits batches until ctx (shutdown) or group (a failed stream) ends.
+func (p *Pipeline) applyLoop(ctx, group context.Context, txs <-chan *change.Tx) error {
+	for {
+		batch := p.collect(ctx, group, txs)
+		if batch == nil {
+			return nil
+		}
+		if err := p.commitWithRetry(ctx, group, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// collect waits for one transaction, then takes what else is already queued, up to the
+// batch size. It returns nil when ctx or group ends first. Under a backlog batches fill
+// up; on a quiet source each transaction is committed as soon as it arrives.
+func (p *Pipeline) collect(ctx, group context.Context, txs <-chan *change.Tx) []*change.Tx {
+	var batch []*change.Tx
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-group.Done():
+		return nil
+	case tx := <-txs:
+		batch = append(batch, tx)
+	}
+	events := len(batch[0].Events)
+	for events < p.cfg.BatchMaxEvents {
+		select {
+		case tx := <-txs:
+			batch = append(batch, tx)
+			events += len(tx.Events)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commitWithRetry commits a batch, retrying with backoff while the target fails. A
+// shutdown during the retries gives the batch up: it was not confirmed, so the slot sends
+// it again after a restart.
+func (p *Pipeline) commitWithRetry(ctx, group context.Context, batch []*change.Tx) error {
+	work := context.WithoutCancel(ctx)
+	policy := backoff.NewExponentialBackOff()
+	policy.MaxInterval = 30 * time.Second
+	for attempt := 1; ; attempt++ {
+		err := p.commitBatch(work, batch)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, errPermanent) {
+			return err
+		}
+		delay := policy.NextBackOff()
+		p.log.Error("batch not committed; retrying", "pipeline", p.cfg.Name, "attempt", attempt,
+			"retry_in", delay.String(), "first_lsn", batch[0].CommitLSN.String(), "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-group.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// errPermanent marks batch errors that a retry cannot fix.
+var errPermanent = errors.New("permanent")
