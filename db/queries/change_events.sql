@@ -1,0 +1,28 @@
+-- name: InsertChangeEvents :copyfrom
+INSERT INTO change_events (
+    id, pipeline, thread_id, seq, row_key, table_name, target_table, change_type,
+    old_data, new_data, detected_at, status, decision_reason, decided_by, actor,
+    source_lsn, xid, commit_time, error
+) VALUES (
+    $1, $2, $3, $4, $5, $6, $7, $8,
+    $9, $10, $11, $12, $13, $14, $15,
+    $16, $17, $18, $19
+);
+
+-- name: GetChangeEvent :one
+SELECT * FROM change_events
+WHERE id = $1;
+
+-- name: ListChangeEventsByThread :many
+SELECT * FROM change_events
+WHERE thread_id = $1
+ORDER BY seq;
+
+-- name: ListChangeEventsByRow :many
+SELECT * FROM change_events
+WHERE table_name = $1 AND row_key = $2
+ORDER BY detected_at DESC, id DESC;
+
+-- name: CountChangeEvents :one
+SELECT count(*) FROM change_events
+WHERE pipeline = $1;

@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS outbox;
+DROP TABLE IF EXISTS snapshots;
+DROP TABLE IF EXISTS checkpoints;
+DROP TABLE IF EXISTS undo_requests;
+DROP TABLE IF EXISTS sync_log;
+DROP TABLE IF EXISTS change_events;
+DROP TYPE IF EXISTS undo_status;
+DROP TYPE IF EXISTS change_status;
+DROP TYPE IF EXISTS change_type;
