@@ -46,7 +46,7 @@ demo: build
 
 ## bench: drain and lag benchmarks against native logical replication; see docs/benchmarks.md.
 bench: build
-	$(GO) run ./cmd/csbench -binary $(BINARY)
+	$(GO) run ./cmd/csbench -binary $(BINARY) -out docs/benchmarks.md
 
 ## fuzz: run each fuzz test for a short while.
 fuzz:

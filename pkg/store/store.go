@@ -91,13 +91,11 @@ func poolConfig(url, schema string) (*pgxpool.Config, error) {
 }
 
 // setSessionParams sets the startup parameters of a connection to the metadata schema.
-//
-// NOTE: search_path contains only the metadata schema. A target table trigger that calls an
-// unqualified function of another schema fails when the trigger fires on these
-// connections.
+// public follows the metadata schema in search_path because the applier writes target
+// tables on these connections, and their triggers may call unqualified functions there.
 func setSessionParams(cfg *pgx.ConnConfig, schema string) {
 	params := cfg.RuntimeParams
-	params["search_path"] = pgx.Identifier{schema}.Sanitize()
+	params["search_path"] = pgx.Identifier{schema}.Sanitize() + ", public"
 	params["TimeZone"] = "UTC"
 	params["DateStyle"] = "ISO, MDY"
 	params["IntervalStyle"] = "postgres"

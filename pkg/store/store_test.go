@@ -99,7 +99,7 @@ func TestOpenPinsSessionSettings(t *testing.T) {
 	s := openStore(t, ctx)
 
 	want := map[string]string{
-		"search_path":        `"changesync"`,
+		"search_path":        `"changesync", public`,
 		"TimeZone":           "UTC",
 		"DateStyle":          "ISO, MDY",
 		"IntervalStyle":      "postgres",

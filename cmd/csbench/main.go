@@ -1,0 +1,50 @@
+// Command csbench measures how fast changesync drains a replication backlog into a target
+// and how far it lags behind a live workload, beside PostgreSQL's own publication and
+// subscription on the same workload in the same run. It prints a markdown report and can
+// write it to a file (make bench writes docs/benchmarks.md).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "csbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	opts := options{}
+	flag.StringVar(&opts.binary, "binary", "bin/changesync", "path of the changesync binary to measure")
+	flag.IntVar(&opts.rows, "rows", 40000, "row changes per backlog scenario")
+	flag.IntVar(&opts.liveSeconds, "live-seconds", 10, "duration of the live lag run, in seconds")
+	flag.IntVar(&opts.liveRate, "live-rate", 1000, "transactions per second of the live lag run")
+	flag.StringVar(&opts.out, "out", "", "also write the report to this file")
+	flag.Parse()
+
+	b, err := newBench(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	report, err := b.runAll(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Print(report)
+	if opts.out != "" {
+		if err := os.WriteFile(opts.out, []byte(report), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+	}
+	return nil
+}
