@@ -21,7 +21,7 @@ type audit struct {
 }
 
 // commitBatch applies a batch of source transactions and commits the target writes, the
-// audit rows and the checkpoint in one target transaction; then it confirms the batch's
+// audit rows and the checkpoint in one target transaction. Then it confirms the batch's
 // end LSN to the slot. Transactions at or below the checkpoint were applied before and
 // are skipped.
 func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx) error {

@@ -1,7 +1,7 @@
-// Package pipeline wires capture, validation and apply together: it reads committed source
-// transactions, decides on each change, applies the approved ones, and commits each batch
-// with its audit rows and its checkpoint in one target transaction before confirming the
-// batch's LSN to the source slot.
+// Package pipeline wires capture, validation and apply together. It reads committed source
+// transactions, decides on each change and applies the approved ones. Each batch commits
+// with its audit rows and its checkpoint in one target transaction, and only then is the
+// batch's LSN confirmed to the source slot.
 package pipeline
 
 import (
@@ -19,7 +19,7 @@ import (
 	"github.com/datasense/changesync/pkg/store"
 )
 
-// Source is what the pipeline needs of a capture reader.
+// Source is the part of a capture reader that the pipeline uses.
 type Source interface {
 	// Stream sends committed transactions after start to out until ctx ends.
 	Stream(ctx context.Context, start change.LSN, out chan<- *change.Tx) error

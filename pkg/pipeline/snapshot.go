@@ -22,7 +22,7 @@ type Slots interface {
 	Teardown(ctx context.Context) error
 }
 
-// PrepareConfig says how the first run of a pipeline fills its target.
+// PrepareConfig configures how the first run of a pipeline fills its target.
 type PrepareConfig struct {
 	SourceURL string
 	// Snapshot copies the existing rows of every table when the slot is created.
@@ -64,7 +64,7 @@ func (p *Pipeline) Prepare(ctx context.Context, slots Slots, cfg PrepareConfig) 
 	return err
 }
 
-// copySnapshot copies every table as the exported snapshot sees it and stores the first
+// copySnapshot copies every table as of the exported snapshot and stores the first
 // checkpoint just below the slot's consistent point, in one target transaction.
 func (p *Pipeline) copySnapshot(ctx context.Context, cfg PrepareConfig, snapshot string, consistent change.LSN) error {
 	srcCfg, err := pgx.ParseConfig(cfg.SourceURL)
