@@ -33,12 +33,15 @@ type scenario struct {
 
 func scenarios(rows int) []scenario {
 	return []scenario{
-		{"single-row UPDATE transactions", "\\set id random(1, 100000)\nUPDATE bench SET v = v + 1, pad = md5(random()::text) WHERE id = :id;\n", 1, rows},
+		{"single-row UPDATE transactions", singleUpdate, 1, rows},
 		{"10-row UPDATE transactions", tenUpdates, 10, rows / 10},
 		{"single-row INSERT transactions", "INSERT INTO bench (v, pad) VALUES (1, md5(random()::text));\n", 1, rows},
 		{"single-row DELETE transactions", "DELETE FROM bench WHERE id = nextval('delete_seq');\n", 1, rows},
 	}
 }
+
+const singleUpdate = "\\set id random(1, 100000)\n" +
+	"UPDATE bench SET v = v + 1, pad = md5(random()::text) WHERE id = :id;\n"
 
 var tenUpdates = func() string {
 	var b strings.Builder
@@ -100,7 +103,11 @@ type env struct {
 // setup`) and a disabled native subscription with its own slot.
 func (b *bench) newEnv(ctx context.Context) (*env, error) {
 	b.round++
-	e := &env{src: fmt.Sprintf("src%d", b.round), cs: fmt.Sprintf("cs%d", b.round), native: fmt.Sprintf("native%d", b.round)}
+	e := &env{
+		src:    fmt.Sprintf("src%d", b.round),
+		cs:     fmt.Sprintf("cs%d", b.round),
+		native: fmt.Sprintf("native%d", b.round),
+	}
 	for _, db := range []string{e.src, e.cs, e.native} {
 		if err := b.cluster.CreateDatabase(ctx, db); err != nil {
 			return nil, err
@@ -153,9 +160,10 @@ log: {level: warn}
 }
 
 func (b *bench) dropEnv(ctx context.Context, e *env) {
-	_, _ = e.natConn.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION native%[1]d DISABLE; ALTER SUBSCRIPTION native%[1]d SET (slot_name = NONE); DROP SUBSCRIPTION native%[1]d", b.round))
+	_, _ = e.natConn.Exec(ctx, fmt.Sprintf(`ALTER SUBSCRIPTION native%[1]d DISABLE;
+		ALTER SUBSCRIPTION native%[1]d SET (slot_name = NONE); DROP SUBSCRIPTION native%[1]d`, b.round))
 	for _, c := range []*pgx.Conn{e.srcConn, e.csConn, e.natConn} {
-		c.Close(ctx)
+		_ = c.Close(ctx)
 	}
 	for _, db := range []string{e.cs, e.native, e.src} {
 		_ = b.cluster.DropDatabase(ctx, db)
@@ -163,7 +171,7 @@ func (b *bench) dropEnv(ctx context.Context, e *env) {
 }
 
 func (b *bench) changesync(e *env, args ...string) *exec.Cmd {
-	cmd := exec.Command(b.opts.binary, append(args, "--config", e.cfgPath)...)
+	cmd := exec.CommandContext(context.Background(), b.opts.binary, append(args, "--config", e.cfgPath)...)
 	cmd.Env = append(os.Environ(), "CHANGESYNC_SOURCE_URL="+b.cluster.URL(e.src),
 		"CHANGESYNC_TARGET_URL="+b.cluster.URL(e.cs))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -173,12 +181,13 @@ func (b *bench) changesync(e *env, args ...string) *exec.Cmd {
 // pgbench runs a script against the source and returns the wall time it took.
 func (b *bench) pgbench(e *env, script string, args ...string) (time.Duration, error) {
 	path := filepath.Join(b.dir, "script.sql")
-	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
 		return 0, err
 	}
 	all := append([]string{"-n", "-f", path}, args...)
 	start := time.Now()
-	out, err := exec.Command(filepath.Join(b.cluster.BinDir, "pgbench"), append(all, b.cluster.URL(e.src))...).CombinedOutput()
+	pgbench := filepath.Join(b.cluster.BinDir, "pgbench")
+	out, err := exec.CommandContext(context.Background(), pgbench, append(all, b.cluster.URL(e.src))...).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
@@ -216,7 +225,7 @@ func peakRSS(pid int) int64 {
 	for _, line := range strings.Split(string(raw), "\n") {
 		if strings.HasPrefix(line, "VmHWM:") {
 			var kb int64
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%d", &kb)
+			_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%d", &kb)
 			return kb
 		}
 	}

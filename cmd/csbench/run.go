@@ -182,9 +182,11 @@ func percentile(samples []float64, p float64) float64 {
 
 func (b *bench) report(rows []string, lag lagStats) string {
 	var r strings.Builder
-	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s with `make bench` (`go run ./cmd/csbench -binary bin/changesync -out docs/benchmarks.md`).\n\n",
+	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s with `make bench` "+
+		"(`go run ./cmd/csbench -binary bin/changesync -out docs/benchmarks.md`).\n\n",
 		time.Now().UTC().Format("2006-01-02"))
-	fmt.Fprintf(&r, "Machine: %s, %d cores, %s; %s; %s.\n\n", cpuModel(), runtime.NumCPU(), memTotal(), b.serverVersion(), runtime.Version())
+	fmt.Fprintf(&r, "Machine: %s, %d cores, %s; %s; %s.\n\n",
+		cpuModel(), runtime.NumCPU(), memTotal(), b.serverVersion(), runtime.Version())
 	r.WriteString(`Both consumers run on one throwaway cluster (fsync=off, synchronous_commit=on) beside the
 source, one after the other on the same backlog: the backlog is written with pgbench (4
 clients) while both slots exist and no consumer runs; then changesync drains it, then the
@@ -198,7 +200,8 @@ of the changesync process and of the native apply worker.
 |---|---|---|---|---|---|---|
 `)
 	r.WriteString(strings.Join(rows, "\n") + "\n")
-	fmt.Fprintf(&r, "\n## Live lag\n\nSingle-row UPDATE transactions at %d per second for %d s, with both consumers running;\n"+
+	fmt.Fprintf(&r, "\n## Live lag\n\nSingle-row UPDATE transactions at %d per second for %d s, "+
+		"with both consumers running;\n"+
 		"a marker row is updated every 100 ms and its commit-to-visible time sampled on each target\n"+
 		"(polled every 5 ms, so samples are up to 5 ms high).\n\n", b.opts.liveRate, b.opts.liveSeconds)
 	r.WriteString("| consumer | samples | p50 (ms) | p99 (ms) | max (ms) |\n|---|---|---|---|---|\n")
@@ -227,7 +230,7 @@ func memTotal() string {
 	var kb int64
 	for _, line := range strings.Split(string(raw), "\n") {
 		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			_, _ = fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
 		}
 	}
 	return fmt.Sprintf("%.0f GiB RAM", float64(kb)/(1<<20))

@@ -111,10 +111,8 @@ func (a *Applier) RowKey(ev *change.Event) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t := ev.New
-	if ev.Op == change.OpDelete {
-		t = ev.Old
-	} else {
+	t := ev.Old
+	if ev.Op != change.OpDelete {
 		t = fillUnchanged(ev.New, ev.Old)
 	}
 	key, err := p.keyValues(t)

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -100,8 +101,10 @@ func insertEv(vals ...change.Value) change.Event {
 }
 
 func updateEv(old, newT change.Tuple) change.Event {
-	return change.Event{Op: change.OpUpdate, Relation: customersRel, Old: old, New: newT,
-		OldKeyOnly: old != nil}
+	return change.Event{
+		Op: change.OpUpdate, Relation: customersRel, Old: old, New: newT,
+		OldKeyOnly: old != nil,
+	}
 }
 
 type customerRow struct {
@@ -115,7 +118,7 @@ func readCustomer(t *testing.T, conn *pgx.Conn, id int) (customerRow, bool) {
 	err := conn.QueryRow(context.Background(),
 		"SELECT name, billing_address, zip, version, zip_len FROM billing.customers WHERE id = $1", id).
 		Scan(&r.Name, &r.Address, &r.Zip, &r.Version, &r.ZipLen)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return r, false
 	}
 	if err != nil {
@@ -269,8 +272,10 @@ func TestApplyKeySwapInOneBatch(t *testing.T) {
 func TestApplyDeleteMissingRowIsNoOp(t *testing.T) {
 	conn := setupTarget(t, customersDDL)
 	a := newApplier(t, conn, Policy{}, defaultSpec())
-	ev := change.Event{Op: change.OpDelete, Relation: customersRel,
-		Old: change.Tuple{tv("9"), {Kind: change.Absent}, {Kind: change.Absent}, {Kind: change.Absent}, {Kind: change.Absent}}, OldKeyOnly: true}
+	ev := change.Event{
+		Op: change.OpDelete, Relation: customersRel,
+		Old: change.Tuple{tv("9"), {Kind: change.Absent}, {Kind: change.Absent}, {Kind: change.Absent}, {Kind: change.Absent}}, OldKeyOnly: true,
+	}
 	res := applyAll(t, conn, a, ev)
 	if res[0].Status != change.StatusSynced || res[0].Diff != nil || res[0].Reason == "" {
 		t.Errorf("delete of a missing row = %+v, want synced, no diff and a reason", res[0])
@@ -281,8 +286,10 @@ func TestApplyDeleteRecordsOldValues(t *testing.T) {
 	conn := setupTarget(t, customersDDL)
 	a := newApplier(t, conn, Policy{}, defaultSpec())
 	applyAll(t, conn, a, insertEv(tv("1"), tv("Ann"), tv("a"), tv("1"), null))
-	ev := change.Event{Op: change.OpDelete, Relation: customersRel,
-		Old: change.Tuple{tv("1"), {Kind: change.Absent}, {Kind: change.Absent}, {Kind: change.Absent}, {Kind: change.Absent}}, OldKeyOnly: true}
+	ev := change.Event{
+		Op: change.OpDelete, Relation: customersRel,
+		Old: change.Tuple{tv("1"), {Kind: change.Absent}, {Kind: change.Absent}, {Kind: change.Absent}, {Kind: change.Absent}}, OldKeyOnly: true,
+	}
 	res := applyAll(t, conn, a, ev)
 	d := diffOf(t, res[0])
 	if d["name"]["old"] != "Ann" || d["name"]["new"] != nil {
@@ -378,9 +385,11 @@ func TestApplyMissingTargetTable(t *testing.T) {
 func TestApplyQuotedIdentifiers(t *testing.T) {
 	conn := setupTarget(t, `CREATE SCHEMA "Odd Schema";
 		CREATE TABLE "Odd Schema"."Order.Lines" ("Id" int PRIMARY KEY, "select" text, "my-col" text)`)
-	rel := &change.Relation{Table: change.TableName{Schema: "Odd Schema", Name: "Order.Lines"},
+	rel := &change.Relation{
+		Table:           change.TableName{Schema: "Odd Schema", Name: "Order.Lines"},
 		ReplicaIdentity: 'd',
-		Columns:         []change.Column{{Name: "Id", Key: true}, {Name: "select"}, {Name: "my-col"}}}
+		Columns:         []change.Column{{Name: "Id", Key: true}, {Name: "select"}, {Name: "my-col"}},
+	}
 	spec := TableSpec{Source: rel.Table, Target: rel.Table}
 	a := newApplier(t, conn, Policy{}, spec)
 	applyAll(t, conn, a, change.Event{Op: change.OpInsert, Relation: rel, New: change.Tuple{tv("1"), tv("a"), tv("b")}})
@@ -398,8 +407,10 @@ func TestApplyQuotedIdentifiers(t *testing.T) {
 
 func TestApplyCompositeKeyPrefetch(t *testing.T) {
 	conn := setupTarget(t, `CREATE TABLE billing.lines (order_id int, line text, qty numeric, PRIMARY KEY (order_id, line))`)
-	rel := &change.Relation{Table: change.TableName{Schema: "billing", Name: "lines"}, ReplicaIdentity: 'd',
-		Columns: []change.Column{{Name: "order_id", Key: true}, {Name: "line", Key: true}, {Name: "qty"}}}
+	rel := &change.Relation{
+		Table: change.TableName{Schema: "billing", Name: "lines"}, ReplicaIdentity: 'd',
+		Columns: []change.Column{{Name: "order_id", Key: true}, {Name: "line", Key: true}, {Name: "qty"}},
+	}
 	a := newApplier(t, conn, Policy{}, TableSpec{Source: rel.Table, Target: rel.Table})
 	applyAll(t, conn, a,
 		change.Event{Op: change.OpInsert, Relation: rel, New: change.Tuple{tv("1"), tv(`a,"b"`), tv("1.50")}},

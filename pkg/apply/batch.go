@@ -75,24 +75,26 @@ func (b *Batch) Apply(ctx context.Context, ev *change.Event) (Result, error) {
 	default:
 		res.Status, res.Reason = change.StatusFailed, fmt.Sprintf("unknown operation %q", ev.Op)
 	}
-	var invalid *invalidChange
+	var invalid *invalidChangeError
 	if errors.As(err, &invalid) {
-		return Result{Status: change.StatusFailed, Reason: invalid.Error(), Target: p.target.Name,
-			RowKey: res.RowKey}, nil
+		return Result{
+			Status: change.StatusFailed, Reason: invalid.Error(), Target: p.target.Name,
+			RowKey: res.RowKey,
+		}, nil
 	}
 	return res, err
 }
 
-// invalidChange is a change that cannot be applied, such as a tuple without its key.
-type invalidChange struct{ err error }
+// invalidChangeError is a change that cannot be applied, such as a tuple without its key.
+type invalidChangeError struct{ err error }
 
-func (e *invalidChange) Error() string { return e.err.Error() }
-func (e *invalidChange) Unwrap() error { return e.err }
+func (e *invalidChangeError) Error() string { return e.err.Error() }
+func (e *invalidChangeError) Unwrap() error { return e.err }
 
 func (b *Batch) insert(ctx context.Context, p *plan, ev *change.Event, res *Result) error {
 	key, err := p.keyValues(ev.New)
 	if err != nil {
-		return &invalidChange{err}
+		return &invalidChangeError{err}
 	}
 	res.RowKey = change.RowKey(key)
 	row, err := b.row(ctx, p, key)
@@ -114,12 +116,12 @@ func (b *Batch) update(ctx context.Context, p *plan, ev *change.Event, res *Resu
 	newTuple := fillUnchanged(ev.New, ev.Old)
 	newKey, err := p.keyValues(newTuple)
 	if err != nil {
-		return &invalidChange{err}
+		return &invalidChangeError{err}
 	}
 	oldKey := newKey
 	if ev.Old != nil {
 		if oldKey, err = p.keyValues(ev.Old); err != nil {
-			return &invalidChange{err}
+			return &invalidChangeError{err}
 		}
 	}
 	res.RowKey = change.RowKey(newKey)
@@ -171,7 +173,7 @@ func (b *Batch) update(ctx context.Context, p *plan, ev *change.Event, res *Resu
 func (b *Batch) delete(ctx context.Context, p *plan, ev *change.Event, res *Result) error {
 	key, err := p.keyValues(ev.Old)
 	if err != nil {
-		return &invalidChange{err}
+		return &invalidChangeError{err}
 	}
 	res.RowKey = change.RowKey(key)
 	row, err := b.row(ctx, p, key)
@@ -245,7 +247,9 @@ func (b *Batch) insertRow(p *plan, row *rowState, key []change.Value, tuple chan
 
 // updateRow queues an UPDATE of the columns whose new value differs from the target
 // row. Unchanged TOAST values are never written, and identity columns are never updated.
-func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value, tuple change.Tuple, res *Result) error {
+func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value, tuple change.Tuple,
+	res *Result,
+) error {
 	var sets []string
 	var vals []change.Value
 	diff := newDiff()

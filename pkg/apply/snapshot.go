@@ -149,7 +149,7 @@ func pipeCopy(ctx context.Context, src, dst pgx.Tx, copyTo, copyFrom string) (in
 		done <- err
 	}()
 	tag, err := dst.Conn().PgConn().CopyFrom(ctx, pr, copyFrom)
-	pr.CloseWithError(err) // unblocks the writer when the target side failed first
+	_ = pr.CloseWithError(err) // unblocks the writer when the target side failed first
 	if srcErr := <-done; srcErr != nil {
 		return 0, fmt.Errorf("read source: %w", srcErr)
 	}

@@ -57,7 +57,7 @@ type Cluster struct {
 // BinDir finds the folder of the PostgreSQL server binaries: `pg_config --bindir` when it
 // holds initdb, otherwise the folder of the initdb found on the PATH.
 func BinDir() (string, error) {
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+	if out, err := exec.CommandContext(context.Background(), "pg_config", "--bindir").Output(); err == nil {
 		dir := strings.TrimSpace(string(out))
 		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
 			return dir, nil
@@ -114,10 +114,11 @@ func (c *Cluster) init(ctx context.Context) error {
 	}
 	c.dir = dir
 	owner := strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(owner), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(owner), 0o600); err != nil {
 		return fmt.Errorf("write owner pid: %w", err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	// The server runs as the postgres user, which must enter the directory.
+	if err := os.Chmod(dir, 0o755); err != nil { //nolint:gosec // holds a throwaway test cluster
 		return fmt.Errorf("chmod cluster directory: %w", err)
 	}
 	cred, err := serverCredential()
@@ -158,7 +159,8 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	defer logFile.Close()
 
-	c.cmd = exec.Command(filepath.Join(c.BinDir, "postgres"), args...)
+	// The server outlives ctx, which only bounds the start; Stop ends it.
+	c.cmd = exec.CommandContext(context.WithoutCancel(ctx), filepath.Join(c.BinDir, "postgres"), args...)
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
 	c.cmd.Dir = c.dir
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
@@ -246,7 +248,7 @@ func serverCredential() (*syscall.Credential, error) {
 func removeStaleClusters() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
 	for _, dir := range dirs {
-		raw, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		raw, err := os.ReadFile(filepath.Join(dir, "owner.pid")) //nolint:gosec // dir comes from our own glob
 		if err != nil {
 			continue
 		}
@@ -254,7 +256,8 @@ func removeStaleClusters() {
 		if err != nil || processAlive(pid) {
 			continue
 		}
-		if raw, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+		pidFile := filepath.Join(dir, "data", "postmaster.pid")
+		if raw, err := os.ReadFile(pidFile); err == nil { //nolint:gosec // dir comes from our own glob
 			first, _, _ := strings.Cut(string(raw), "\n")
 			if spid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && processAlive(spid) {
 				_ = syscall.Kill(spid, syscall.SIGQUIT)

@@ -14,7 +14,7 @@ import (
 
 var (
 	shared    *Cluster
-	sharedErr error
+	errShared error
 	startOnce sync.Once
 	dbCounter atomic.Int64
 )
@@ -38,10 +38,10 @@ func Server(t testing.TB) *Cluster {
 	startOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		shared, sharedErr = Start(ctx)
+		shared, errShared = Start(ctx)
 	})
-	if sharedErr != nil {
-		t.Fatalf("start test postgres: %v", sharedErr)
+	if errShared != nil {
+		t.Fatalf("start test postgres: %v", errShared)
 	}
 	return shared
 }

@@ -41,7 +41,7 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx) error {
 	if err != nil {
 		return fmt.Errorf("begin target transaction: %w", err)
 	}
-	defer dbtx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	defer dbtx.Rollback(ctx)
 
 	b := p.applier.Begin(dbtx)
 	if err := b.Prefetch(ctx, configuredEvents(p.applier, fresh)); err != nil {
@@ -191,7 +191,8 @@ func actorOf(tx *change.Tx, res apply.Result) string {
 	return res.Actor
 }
 
-func syncLogRow(ev *change.Event, res apply.Result, row dbgen.InsertChangeEventsParams, now time.Time) dbgen.InsertSyncLogParams {
+func syncLogRow(ev *change.Event, res apply.Result, row dbgen.InsertChangeEventsParams, now time.Time,
+) dbgen.InsertSyncLogParams {
 	performedBy := row.Actor.String
 	if performedBy == "" {
 		performedBy = "changesync"

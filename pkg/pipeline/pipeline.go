@@ -37,8 +37,10 @@ type ApproveAll struct{}
 
 // Validate approves every change.
 func (ApproveAll) Validate(context.Context, *change.Tx, *change.Event) change.Decision {
-	return change.Decision{Verdict: change.Approve, Reason: "no validation rules configured",
-		DecidedBy: "changesync:default"}
+	return change.Decision{
+		Verdict: change.Approve, Reason: "no validation rules configured",
+		DecidedBy: "changesync:default",
+	}
 }
 
 // Config sets up a pipeline.
@@ -82,8 +84,10 @@ func New(cfg Config, src Source, applier *apply.Applier, st *store.Store, opts .
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 256
 	}
-	p := &Pipeline{cfg: cfg, src: src, applier: applier, store: st, validator: ApproveAll{},
-		log: slog.New(slog.DiscardHandler)}
+	p := &Pipeline{
+		cfg: cfg, src: src, applier: applier, store: st, validator: ApproveAll{},
+		log: slog.New(slog.DiscardHandler),
+	}
 	for _, o := range opts {
 		o(p)
 	}

@@ -53,8 +53,10 @@ var itemsRel = &change.Relation{
 }
 
 func itemTx(commit change.LSN, events ...change.Event) *change.Tx {
-	tx := &change.Tx{Xid: uint32(commit), CommitLSN: commit, EndLSN: commit + 8,
-		CommitTime: time.Unix(1700000000, 0).UTC(), Events: events}
+	tx := &change.Tx{
+		Xid: uint32(commit), CommitLSN: commit, EndLSN: commit + 8,
+		CommitTime: time.Unix(1700000000, 0).UTC(), Events: events,
+	}
 	tx.Stamp("test")
 	return tx
 }
@@ -167,7 +169,7 @@ func TestPipelineReplaySkipsCheckpointed(t *testing.T) {
 
 	// The slot resends the first transaction, as after a crash before the confirmation
 	// reached it, followed by a new one.
-	src.txs = append(first, itemTx(200, upsertItem(change.OpUpdate, "1", "9")))
+	src.txs = []*change.Tx{first[0], itemTx(200, upsertItem(change.OpUpdate, "1", "9"))}
 	runUntil(t, p, func() bool { return src.lastConfirmed() == 208 })
 
 	if got := count(t, conn, "SELECT count(*) FROM changesync.change_events"); got != 2 {
@@ -235,8 +237,10 @@ func TestPipelineRecordsDecisions(t *testing.T) {
 }
 
 func TestPipelineIgnoresUnconfiguredTables(t *testing.T) {
-	other := &change.Relation{Table: change.TableName{Schema: "public", Name: "other"}, ReplicaIdentity: 'd',
-		Columns: []change.Column{{Name: "id", Key: true}}}
+	other := &change.Relation{
+		Table: change.TableName{Schema: "public", Name: "other"}, ReplicaIdentity: 'd',
+		Columns: []change.Column{{Name: "id", Key: true}},
+	}
 	src := &scriptedSource{txs: []*change.Tx{itemTx(100,
 		change.Event{Op: change.OpInsert, Relation: other, New: change.Tuple{change.TextValue("1")}},
 		upsertItem(change.OpInsert, "1", "1"))}}

@@ -82,7 +82,7 @@ func (p *Pipeline) copySnapshot(ctx context.Context, cfg PrepareConfig, snapshot
 	if err != nil {
 		return fmt.Errorf("begin snapshot transaction: %w", err)
 	}
-	defer srcTx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	defer srcTx.Rollback(context.WithoutCancel(ctx))
 	// SET TRANSACTION SNAPSHOT takes no bind parameter, so it goes through the simple protocol.
 	quoted := "'" + strings.ReplaceAll(snapshot, "'", "''") + "'"
 	if _, err := src.PgConn().Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoted).ReadAll(); err != nil {
@@ -93,7 +93,7 @@ func (p *Pipeline) copySnapshot(ctx context.Context, cfg PrepareConfig, snapshot
 	if err != nil {
 		return fmt.Errorf("begin target transaction for the snapshot: %w", err)
 	}
-	defer dst.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	defer dst.Rollback(context.WithoutCancel(ctx))
 
 	for _, table := range cfg.Tables {
 		if err := p.copyTable(ctx, srcTx, dst, table, snapshot, consistent); err != nil {
