@@ -1,0 +1,166 @@
+// Package capture reads committed row changes of the configured tables from a PostgreSQL
+// logical replication slot with the pgoutput plugin. It manages the publication and the
+// slot, decodes the stream into change.Tx values, replies to keepalives, and reports to
+// the server as flushed only the positions the pipeline confirmed.
+package capture
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/datasense/changesync/pkg/change"
+)
+
+// Defaults of the optional Config fields.
+const (
+	DefaultStatusInterval = 10 * time.Second
+	DefaultSlotTimeout    = time.Minute
+)
+
+// Config sets up a Reader.
+type Config struct {
+	// URL is the source database URL. The Reader adds replication=database itself for
+	// the replication connection.
+	URL         string
+	Publication string
+	Slot        string
+	// Tables are the published tables. Stream drops the events of other tables that the
+	// publication may contain; when Tables is empty, it keeps every table.
+	Tables []change.TableName
+	// StatusInterval is the maximum time between standby status updates. Default 10s.
+	StatusInterval time.Duration
+	// Heartbeat, when positive, is the idle time after which the Reader advances the
+	// confirmed position past WAL that holds nothing for it and emits a heartbeat message
+	// to produce traffic. 0 turns heartbeats off.
+	Heartbeat time.Duration
+	// SlotTimeout bounds the wait of slot creation, which waits for every open
+	// transaction that has an xid. Default 1m.
+	SlotTimeout time.Duration
+}
+
+// Option sets an optional part of a Reader.
+type Option func(*Reader)
+
+// WithLogger sets the logger. Without it, or with nil, the Reader logs nothing.
+func WithLogger(l *slog.Logger) Option {
+	return func(r *Reader) {
+		if l != nil {
+			r.log = l
+		}
+	}
+}
+
+// Reader streams committed transactions from one slot. Its methods may be called from
+// any goroutine, but only one Stream may run at a time.
+type Reader struct {
+	cfg       Config
+	log       *slog.Logger
+	connCfg   *pgx.ConnConfig // normal connection
+	replCfg   *pgconn.Config  // replication connection
+	tables    map[change.TableName]bool
+	confirmed atomic.Uint64 // highest LSN confirmed durable in the target
+	received  atomic.Uint64 // highest WAL position received from the server
+	walEnd    atomic.Uint64 // server WAL end from the last keepalive or XLogData
+
+	malformedContext atomic.Int64 // count of malformed context messages
+}
+
+// Stats are positions of the stream for metrics and logs.
+type Stats struct {
+	Received     change.LSN // last WAL position received from the server
+	Confirmed    change.LSN // last position confirmed durable in the target
+	ServerWALEnd change.LSN // end of the server's WAL as of the last message
+}
+
+// slotNamePattern is the rule PostgreSQL applies to replication slot names. The
+// replication commands take the name unquoted, so it must be checked before use.
+var slotNamePattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// New checks the configuration and returns a Reader. It does not connect.
+func New(cfg Config, opts ...Option) (*Reader, error) {
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = DefaultStatusInterval
+	}
+	if cfg.SlotTimeout <= 0 {
+		cfg.SlotTimeout = DefaultSlotTimeout
+	}
+
+	connCfg, err := pgx.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse source url: %w", err)
+	}
+	r := &Reader{
+		cfg:     cfg,
+		log:     slog.New(slog.DiscardHandler),
+		connCfg: connCfg,
+		replCfg: replicationConfig(&connCfg.Config),
+		tables:  make(map[change.TableName]bool, len(cfg.Tables)),
+	}
+	for _, t := range cfg.Tables {
+		r.tables[t] = true
+	}
+	for _, opt := range opts {
+		opt(r)
+	}
+	return r, nil
+}
+
+func checkConfig(cfg Config) error {
+	if cfg.URL == "" {
+		return fmt.Errorf("source url is empty: set the source database URL")
+	}
+	if !slotNamePattern.MatchString(cfg.Slot) {
+		return fmt.Errorf("invalid slot name %q: use 1 to 63 lowercase letters, digits or underscores",
+			cfg.Slot)
+	}
+	if cfg.Publication == "" || len(cfg.Publication) > 63 {
+		return fmt.Errorf("invalid publication name %q: use 1 to 63 bytes", cfg.Publication)
+	}
+	for _, t := range cfg.Tables {
+		if t.Schema == "" || t.Name == "" {
+			return fmt.Errorf("invalid table %q: give it as schema.name", t.String())
+		}
+	}
+	return nil
+}
+
+// Confirm records that everything up to lsn, a Tx.EndLSN, is durable in the target. The
+// next standby status update reports it as flushed and applied. A position below the
+// current one is ignored.
+func (r *Reader) Confirm(lsn change.LSN) {
+	storeMax(&r.confirmed, uint64(lsn))
+}
+
+// Stats returns the current positions of the stream.
+func (r *Reader) Stats() Stats {
+	return Stats{
+		Received:     change.LSN(r.received.Load()),
+		Confirmed:    change.LSN(r.confirmed.Load()),
+		ServerWALEnd: change.LSN(r.walEnd.Load()),
+	}
+}
+
+// storeMax raises v to n unless it is already higher.
+func storeMax(v *atomic.Uint64, n uint64) {
+	for {
+		old := v.Load()
+		if n <= old || v.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// quotedPublication returns the publication name as pgoutput's publication_names option
+// takes it: an identifier list inside a string literal.
+func (r *Reader) quotedPublication() string {
+	return quoteLiteral(pgx.Identifier{r.cfg.Publication}.Sanitize())
+}
