@@ -63,7 +63,10 @@ func (r *Report) fail(name, detail, fix string) {
 // earlier failed one, such as a table check after a failed source connection, is left
 // out of the report, and the failed check's detail notes that the later checks did not run.
 func Check(ctx context.Context, cfg *config.Config) *Report {
-	c := &checker{cfg: cfg, report: &Report{}, sourceTables: map[int]*sourceTable{}}
+	c := &checker{
+		cfg: cfg, report: &Report{}, sourceTables: map[int]*sourceTable{},
+		databases: map[string]string{},
+	}
 
 	if src := c.connect(ctx, "source", cfg.Source.URL); src != nil {
 		defer src.Close(context.WithoutCancel(ctx))
@@ -81,6 +84,15 @@ type checker struct {
 	cfg          *config.Config
 	report       *Report
 	sourceTables map[int]*sourceTable // by index into cfg.Tables; missing when not found
+	// databases identifies the database of each connected side ("source", "target") by
+	// system identifier and name, so that the same database behind two URLs is noticed.
+	databases map[string]string
+}
+
+// sameDatabase reports whether the source and the target are one database.
+func (c *checker) sameDatabase() bool {
+	src, ok := c.databases["source"]
+	return ok && src == c.databases["target"]
 }
 
 // connect opens a connection and reports it, or reports why it failed and returns nil.
@@ -104,15 +116,17 @@ func (c *checker) connect(ctx context.Context, side, url string) *pgx.Conn {
 		return nil
 	}
 
-	var version, user, database string
+	var version, user, database, system string
 	err = conn.QueryRow(ctx, `SELECT current_setting('server_version'), current_user,
-		current_database()`).Scan(&version, &user, &database)
+		current_database(), (SELECT system_identifier FROM pg_control_system())::text`).
+		Scan(&version, &user, &database, &system)
 	if err != nil {
 		c.report.fail(name, fmt.Sprintf("read server version: %v", err), "")
 		_ = conn.Close(ctx)
 		return nil
 	}
 	c.report.pass(name, fmt.Sprintf("PostgreSQL %s, database %s, role %s", version, database, user))
+	c.databases[side] = system + "/" + database
 	return conn
 }
 

@@ -505,3 +505,17 @@ func TestCheckMetadataSchemaPrivileges(t *testing.T) {
 		t.Errorf("target table check failed for a role with the table privileges: %q", target.Detail)
 	}
 }
+
+func TestCheckTargetIsTheSourceTable(t *testing.T) {
+	d := newDatabases(t, sourceDDL, "")
+	d.targetURL = d.sourceURL + "&application_name=other"
+	report := check(t, d.config(t, "tables: [{source: crm.customers}]\n"))
+
+	res := result(t, report, "target table crm.customers")
+	if res.OK {
+		t.Fatalf("target table check passed for the source table itself: %q", res.Detail)
+	}
+	if !strings.Contains(res.Fix, "set target.url to another database") {
+		t.Errorf("fix = %q, want it to point at target.url", res.Fix)
+	}
+}

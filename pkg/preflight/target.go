@@ -47,6 +47,11 @@ func (c *checker) checkTargetTable(ctx context.Context, conn *pgx.Conn, i int, u
 	spec := &c.cfg.Tables[i]
 	name := "target table " + config.FormatTableName(spec.Target)
 	source := c.sourceTables[i]
+	if spec.Target == spec.Source && c.sameDatabase() {
+		c.report.fail(name, "is the source table itself, because source and target are the same database",
+			fmt.Sprintf("set target.url to another database or tables[%d].target to another table", i))
+		return
+	}
 
 	var oid uint32
 	var relkind string
