@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/datasense/changesync/pkg/apply"
+	"github.com/datasense/changesync/pkg/capture"
+	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/config"
+	"github.com/datasense/changesync/pkg/pipeline"
+	"github.com/datasense/changesync/pkg/preflight"
+	"github.com/datasense/changesync/pkg/store"
+)
+
+// app is a loaded configuration and the logger built from it.
+type app struct {
+	cfg *config.Config
+	log *slog.Logger
+}
+
+func newApp(path string) (*app, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return &app{cfg: cfg, log: newLogger(cfg.Log, os.Stdout)}, nil
+}
+
+// sourceTables returns the configured source tables.
+func (a *app) sourceTables() []change.TableName {
+	tables := make([]change.TableName, len(a.cfg.Tables))
+	for i, t := range a.cfg.Tables {
+		tables[i] = t.Source
+	}
+	return tables
+}
+
+func (a *app) reader() (*capture.Reader, error) {
+	return capture.New(capture.Config{
+		URL:            a.cfg.Source.URL,
+		Publication:    a.cfg.Source.Publication,
+		Slot:           a.cfg.Source.Slot,
+		Tables:         a.sourceTables(),
+		StatusInterval: a.cfg.Source.StatusInterval,
+		Heartbeat:      a.cfg.Source.Heartbeat,
+	}, capture.WithLogger(a.log))
+}
+
+// tableSpecs turns the table configuration into the applier's mappings.
+func (a *app) tableSpecs() []apply.TableSpec {
+	specs := make([]apply.TableSpec, len(a.cfg.Tables))
+	for i, t := range a.cfg.Tables {
+		specs[i] = apply.TableSpec{
+			Source: t.Source, Target: t.Target, Key: t.Key, Columns: t.Columns,
+			Exclude: t.Exclude, Truncate: t.Truncate, ActorColumn: t.ActorColumn,
+		}
+	}
+	return specs
+}
+
+func runMigrate(ctx context.Context, a *app) error {
+	if err := store.Migrate(ctx, a.cfg.Target.URL, a.cfg.Target.Schema); err != nil {
+		return err
+	}
+	a.log.Info("metadata schema migrated", "schema", a.cfg.Target.Schema)
+	return nil
+}
+
+func runSetup(ctx context.Context, a *app) error {
+	r, err := a.reader()
+	if err != nil {
+		return err
+	}
+	created, err := r.Setup(ctx)
+	if err != nil {
+		return err
+	}
+	a.log.Info("publication and slot ready", "slot", a.cfg.Source.Slot,
+		"publication", a.cfg.Source.Publication, "slot_created", created)
+	return nil
+}
+
+func runTeardown(ctx context.Context, a *app) error {
+	r, err := a.reader()
+	if err != nil {
+		return err
+	}
+	if err := r.Teardown(ctx); err != nil {
+		return err
+	}
+	a.log.Info("publication and slot dropped", "slot", a.cfg.Source.Slot,
+		"publication", a.cfg.Source.Publication)
+	return nil
+}
+
+func runCheck(ctx context.Context, a *app) error {
+	report := preflight.Check(ctx, a.cfg)
+	if err := report.Write(os.Stdout); err != nil {
+		return fmt.Errorf("print the check report: %w", err)
+	}
+	if !report.OK() {
+		return fmt.Errorf("check found problems; fix them and run check again")
+	}
+	return nil
+}
+
+// runSidecar migrates the metadata schema, prepares the slot (with the initial snapshot
+// when configured) and streams until a signal arrives.
+func runSidecar(ctx context.Context, a *app) error {
+	a.log.Info("changesync starting", "version", version, "pipeline", a.cfg.Pipeline,
+		"slot", a.cfg.Source.Slot, "tables", len(a.cfg.Tables))
+	if err := store.Migrate(ctx, a.cfg.Target.URL, a.cfg.Target.Schema); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, a.cfg.Target.URL, a.cfg.Target.Schema)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	applier, err := apply.New(ctx, st.Pool, a.tableSpecs(), apply.Policy{
+		OnExistingRow: a.cfg.Apply.OnExistingRow, OnMissingRow: a.cfg.Apply.OnMissingRow,
+	}, a.log)
+	if err != nil {
+		return err
+	}
+	r, err := a.reader()
+	if err != nil {
+		return err
+	}
+	p := pipeline.New(pipeline.Config{
+		Name: a.cfg.Pipeline, Slot: a.cfg.Source.Slot, BatchMaxEvents: a.cfg.Apply.BatchMaxEvents,
+	}, r, applier, st, pipeline.WithLogger(a.log))
+
+	err = p.Prepare(ctx, r, pipeline.PrepareConfig{
+		SourceURL: a.cfg.Source.URL,
+		Snapshot:  a.cfg.Source.Snapshot == "initial",
+		Tables:    a.sourceTables(),
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	err = p.Run(ctx)
+	a.log.Info("changesync stopped", "uptime", time.Since(start).Round(time.Second).String())
+	return err
+}

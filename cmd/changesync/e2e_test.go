@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/datasense/changesync/pkg/pgtest"
+)
+
+// sidecar is one changesync run process of a test.
+type sidecar struct {
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan error
+}
+
+// startSidecar runs `changesync run --config cfgPath` with the source and target URLs in
+// its environment.
+func startSidecar(t *testing.T, cfgPath, sourceURL, targetURL string) *sidecar {
+	t.Helper()
+	s := &sidecar{log: &bytes.Buffer{}, done: make(chan error, 1)}
+	s.cmd = exec.Command(binary, "run", "--config", cfgPath)
+	s.cmd.Env = append(os.Environ(), "CHANGESYNC_SOURCE_URL="+sourceURL, "CHANGESYNC_TARGET_URL="+targetURL)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start sidecar: %v", err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	return s
+}
+
+// stop sends sig and waits for the process to exit, returning its exit error.
+func (s *sidecar) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal sidecar: %v", err)
+	}
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("sidecar did not exit within 30s of %v; log:\n%s", sig, s.log)
+		return nil
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "changesync.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func connect(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// waitUntil polls cond until it returns true or the timeout passes.
+func waitUntil(t *testing.T, timeout time.Duration, what string, s *sidecar, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; sidecar log:\n%s", timeout, what, tail(s.log.String(), 4000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+// tableDigest returns a digest of a table's rows in key order, comparable between
+// databases.
+func tableDigest(t *testing.T, conn *pgx.Conn, table, key string) string {
+	t.Helper()
+	var digest string
+	q := fmt.Sprintf("SELECT coalesce(md5(string_agg(x::text, '|' ORDER BY x.%s)), 'empty') FROM %s x", key, table)
+	if err := conn.QueryRow(context.Background(), q).Scan(&digest); err != nil {
+		t.Fatal(err)
+	}
+	return digest
+}
+
+var pgbenchTables = []struct{ name, key string }{
+	{"pgbench_accounts", "aid"}, {"pgbench_branches", "bid"}, {"pgbench_tellers", "tid"},
+}
+
+const pgbenchConfig = `
+source:
+  slot: bench
+  publication: bench
+  snapshot: initial
+tables:
+  - source: public.pgbench_accounts
+  - source: public.pgbench_branches
+  - source: public.pgbench_tellers
+log: {level: debug}
+`
+
+// pgbench runs the pgbench binary of the test cluster against url.
+func pgbench(t *testing.T, url string, args ...string) string {
+	t.Helper()
+	bin := filepath.Join(pgtest.Server(t).BinDir, "pgbench")
+	out, err := exec.Command(bin, append(args, url)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+var processedRE = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+
+func pgbenchTransactions(t *testing.T, out string) int {
+	t.Helper()
+	m := processedRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no transaction count in pgbench output:\n%s", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// setupPgbench initializes pgbench on the source and creates its empty tables on the
+// target.
+func setupPgbench(t *testing.T) (sourceURL, targetURL string, src, dst *pgx.Conn) {
+	sourceURL, targetURL = pgtest.NewDB(t), pgtest.NewDB(t)
+	pgbench(t, sourceURL, "-i", "-q", "-s", "1")
+	pgbench(t, targetURL, "-i", "-q", "-I", "dtp")
+	return sourceURL, targetURL, connect(t, sourceURL), connect(t, targetURL)
+}
+
+func countEvents(t *testing.T, dst *pgx.Conn) int {
+	t.Helper()
+	var n int
+	if err := dst.QueryRow(context.Background(), "SELECT count(*) FROM changesync.change_events").Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+func snapshotDone(dst *pgx.Conn) bool {
+	var n int
+	err := dst.QueryRow(context.Background(), "SELECT count(*) FROM changesync.snapshots").Scan(&n)
+	return err == nil && n == len(pgbenchTables)
+}
+
+// checkTargetEqualsSource compares every pgbench table row for row.
+func checkTargetEqualsSource(t *testing.T, src, dst *pgx.Conn) {
+	t.Helper()
+	for _, tbl := range pgbenchTables {
+		s, d := tableDigest(t, src, tbl.name, tbl.key), tableDigest(t, dst, tbl.name, tbl.key)
+		if s != d {
+			t.Errorf("table %s differs: source digest %s, target digest %s", tbl.name, s, d)
+		}
+	}
+}
+
+func targetMatches(t *testing.T, src, dst *pgx.Conn) bool {
+	for _, tbl := range pgbenchTables {
+		if tableDigest(t, src, tbl.name, tbl.key) != tableDigest(t, dst, tbl.name, tbl.key) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPgbenchWorkloadSyncsExactly(t *testing.T) {
+	sourceURL, targetURL, src, dst := setupPgbench(t)
+	s := startSidecar(t, writeConfig(t, pgbenchConfig), sourceURL, targetURL)
+	waitUntil(t, 60*time.Second, "the initial snapshot", s, func() bool { return snapshotDone(dst) })
+	checkTargetEqualsSource(t, src, dst)
+
+	out := pgbench(t, sourceURL, "-n", "-T", "5", "-c", "4", "-j", "2")
+	want := 3 * pgbenchTransactions(t, out) // each TPC-B transaction changes one row of each table
+
+	waitUntil(t, 60*time.Second, "catch-up", s, func() bool { return countEvents(t, dst) >= want })
+	waitUntil(t, 30*time.Second, "target equal to source", s, func() bool { return targetMatches(t, src, dst) })
+	checkTargetEqualsSource(t, src, dst)
+	if got := countEvents(t, dst); got != want {
+		t.Errorf("change_events = %d, want %d (3 per pgbench transaction)", got, want)
+	}
+	var notSynced int
+	err := dst.QueryRow(context.Background(),
+		"SELECT count(*) FROM changesync.change_events WHERE status <> 'synced'").Scan(&notSynced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if notSynced != 0 {
+		t.Errorf("%d change events are not synced", notSynced)
+	}
+
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("sidecar exit after SIGTERM: %v, want status 0; log:\n%s", err, tail(s.log.String(), 4000))
+	}
+	checkSlotConfirmed(t, src, "bench")
+}
+
+// checkSlotConfirmed checks that the slot's confirmed position reached the end of the WAL
+// the workload wrote, so a clean stop leaves nothing to resend.
+func checkSlotConfirmed(t *testing.T, src *pgx.Conn, slot string) {
+	t.Helper()
+	var lag int64
+	err := src.QueryRow(context.Background(), `SELECT pg_current_wal_lsn() - confirmed_flush_lsn
+		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writes after the last synced commit (stats, checkpoints) can leave a small gap.
+	if lag > 1<<20 {
+		t.Errorf("slot %s confirmed position is %d bytes behind the WAL end after a clean stop", slot, lag)
+	}
+}
+
+func TestSigkillDuringWorkloadLosesNothing(t *testing.T) {
+	sourceURL, targetURL, src, dst := setupPgbench(t)
+	cfgPath := writeConfig(t, pgbenchConfig)
+	s := startSidecar(t, cfgPath, sourceURL, targetURL)
+	waitUntil(t, 60*time.Second, "the initial snapshot", s, func() bool { return snapshotDone(dst) })
+
+	bench := make(chan string, 1)
+	go func() {
+		bin := filepath.Join(pgtest.Server(t).BinDir, "pgbench")
+		out, err := exec.Command(bin, "-n", "-T", "12", "-c", "4", "-j", "2", sourceURL).CombinedOutput()
+		if err != nil {
+			out = append(out, []byte("\npgbench error: "+err.Error())...)
+		}
+		bench <- string(out)
+	}()
+
+	const kills = 5
+	for i := range kills {
+		time.Sleep(time.Duration(300+rand.IntN(1700)) * time.Millisecond)
+		_ = s.stop(t, syscall.SIGKILL)
+		t.Logf("kill %d: %d change events recorded before SIGKILL", i+1, countEvents(t, dst))
+		s = startSidecar(t, cfgPath, sourceURL, targetURL)
+	}
+	out := <-bench
+	want := 3 * pgbenchTransactions(t, out)
+
+	waitUntil(t, 90*time.Second, "catch-up", s, func() bool { return countEvents(t, dst) >= want })
+	waitUntil(t, 30*time.Second, "target equal to source", s, func() bool { return targetMatches(t, src, dst) })
+	checkTargetEqualsSource(t, src, dst)
+	if got := countEvents(t, dst); got != want {
+		t.Errorf("change_events = %d, want %d: a change is missing or recorded twice", got, want)
+	}
+	var dupes int
+	err := dst.QueryRow(context.Background(), `SELECT count(*) FROM (SELECT source_lsn, seq FROM
+		changesync.change_events GROUP BY 1, 2 HAVING count(*) > 1) d`).Scan(&dupes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dupes != 0 {
+		t.Errorf("%d source changes are recorded more than once", dupes)
+	}
+	var orphanLogs int
+	err = dst.QueryRow(context.Background(), `SELECT count(*) - count(DISTINCT change_event_id)
+		FROM changesync.sync_log`).Scan(&orphanLogs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if orphanLogs != 0 {
+		t.Errorf("%d changes have more than one sync_log row", orphanLogs)
+	}
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("sidecar exit after SIGTERM: %v; log:\n%s", err, tail(s.log.String(), 4000))
+	}
+}
+
+func TestDemoRunsScenario(t *testing.T) {
+	var out bytes.Buffer
+	cmd := exec.Command(binary, "demo")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("changesync demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{`"zip":{"new":"02139","old":"20301"}`, "alice@crm", "exit status 0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
