@@ -226,6 +226,9 @@ func TestPgbenchWorkloadSyncsExactly(t *testing.T) {
 		t.Errorf("sidecar exit after SIGTERM: %v, want status 0; log:\n%s", err, tail(s.log.String(), 4000))
 	}
 	checkSlotConfirmed(t, src, "bench")
+	if strings.Contains(s.log.String(), "final standby status update failed") {
+		t.Errorf("the clean stop did not report its last position; log:\n%s", tail(s.log.String(), 4000))
+	}
 }
 
 // checkSlotConfirmed checks that the slot's confirmed position reached the end of the WAL

@@ -55,6 +55,11 @@ func newSession(r *Reader, repl *pgconn.PgConn, aux *pgx.Conn, resume *change.LS
 
 // run receives and handles messages until the connection fails or ctx ends.
 func (s *session) run(ctx context.Context) error {
+	defer func() {
+		if ctx.Err() != nil {
+			s.finalStatus()
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -80,6 +85,7 @@ func (s *session) run(ctx context.Context) error {
 func (s *session) tick(ctx context.Context) error {
 	now := time.Now()
 	if !now.Before(s.nextStatus) {
+		s.advanceIdle()
 		if err := s.sendStatus(ctx); err != nil {
 			return err
 		}
@@ -212,19 +218,45 @@ func (s *session) sendStatus(ctx context.Context) error {
 	return nil
 }
 
+// advanceIdle confirms the server WAL end of the last keepalive when heartbeats are on,
+// no transaction is open and everything sent is confirmed: the server sent and the
+// pipeline handled everything before that position, so the slot need not retain its WAL.
+// This keeps a slot whose tables are quiet from holding back the WAL of busy ones.
+func (s *session) advanceIdle() {
+	if s.r.cfg.Heartbeat <= 0 || s.dec.inTransaction() {
+		return
+	}
+	confirmed := change.LSN(s.r.confirmed.Load())
+	if confirmed >= *s.resume && s.keepaliveEnd > confirmed {
+		s.r.Confirm(s.keepaliveEnd)
+	}
+}
+
+// finalStatus reports the confirmed position once more when the stream stops, so that
+// a clean shutdown leaves the slot at the last durable transaction. It gets its own
+// short deadline because the stream's context has ended.
+func (s *session) finalStatus() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.advanceIdle()
+	if err := s.sendStatus(ctx); err != nil {
+		s.r.log.Warn("final standby status update failed; the slot resends from its last "+
+			"confirmed position, and the checkpoint skips what is applied",
+			logSlot, s.r.cfg.Slot, logError, err.Error())
+	}
+}
+
 // heartbeat runs once per Heartbeat interval. When no transaction content arrived for
-// that long and nothing sent is waiting for confirmation, it confirms the server WAL end
-// of the last keepalive: everything before it was sent and handled, so the slot need not
-// retain that WAL. It then writes a heartbeat message to produce traffic.
+// that long, it confirms what advanceIdle allows and writes a heartbeat message, so that
+// the server sends a keepalive with a newer WAL end even on an idle database.
 func (s *session) heartbeat(ctx context.Context) error {
 	s.nextHeartbeat = time.Now().Add(s.r.cfg.Heartbeat)
 	if time.Since(s.lastData) < s.r.cfg.Heartbeat {
 		return nil
 	}
-
-	idle := !s.dec.inTransaction() && change.LSN(s.r.confirmed.Load()) >= *s.resume
-	if idle && s.keepaliveEnd > change.LSN(s.r.confirmed.Load()) {
-		s.r.Confirm(s.keepaliveEnd)
+	before := change.LSN(s.r.confirmed.Load())
+	s.advanceIdle()
+	if change.LSN(s.r.confirmed.Load()) > before {
 		if err := s.sendStatus(ctx); err != nil {
 			return err
 		}
