@@ -256,16 +256,20 @@ func TestSigkillDuringWorkloadLosesNothing(t *testing.T) {
 	bench := make(chan string, 1)
 	go func() {
 		bin := filepath.Join(pgtest.Server(t).BinDir, "pgbench")
-		out, err := exec.Command(bin, "-n", "-T", "12", "-c", "4", "-j", "2", sourceURL).CombinedOutput()
+		out, err := exec.Command(bin, "-n", "-T", "20", "-c", "4", "-j", "2", sourceURL).CombinedOutput()
 		if err != nil {
 			out = append(out, []byte("\npgbench error: "+err.Error())...)
 		}
 		bench <- string(out)
 	}()
 
+	// Each kill comes at a random moment after the restarted sidecar has made progress,
+	// so that every kill interrupts real work rather than a startup.
 	const kills = 5
 	for i := range kills {
-		time.Sleep(time.Duration(300+rand.IntN(1700)) * time.Millisecond)
+		before := countEvents(t, dst)
+		waitUntil(t, 60*time.Second, "progress after a restart", s, func() bool { return countEvents(t, dst) > before })
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
 		_ = s.stop(t, syscall.SIGKILL)
 		t.Logf("kill %d: %d change events recorded before SIGKILL", i+1, countEvents(t, dst))
 		s = startSidecar(t, cfgPath, sourceURL, targetURL)
