@@ -36,7 +36,9 @@ func scenarios(rows int) []scenario {
 		{"single-row UPDATE transactions", singleUpdate, 1, rows},
 		{"10-row UPDATE transactions", tenUpdates, 10, rows / 10},
 		{"single-row INSERT transactions", "INSERT INTO bench (v, pad) VALUES (1, md5(random()::text));\n", 1, rows},
-		{"single-row DELETE transactions", "DELETE FROM bench WHERE id = nextval('delete_seq');\n", 1, rows},
+		// The subquery runs nextval once per statement; in the WHERE clause itself it
+		// would run once per scanned row.
+		{"single-row DELETE transactions", "DELETE FROM bench WHERE id = (SELECT nextval('delete_seq'));\n", 1, rows},
 	}
 }
 
@@ -78,12 +80,31 @@ func newBench(ctx context.Context, opts options) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The launcher starts at most one apply worker per wal_retrieve_retry_interval (5 s by
+	// default), which would add that wait to every native drain after the first.
+	if err := setRetryInterval(ctx, c); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "csbench-")
 	if err != nil {
 		c.Stop()
 		return nil, err
 	}
 	return &bench{opts: opts, cluster: c, dir: dir}, nil
+}
+
+func setRetryInterval(ctx context.Context, c *pgtest.Cluster) error {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "ALTER SYSTEM SET wal_retrieve_retry_interval = '50ms'"); err != nil {
+		return fmt.Errorf("set wal_retrieve_retry_interval: %w", err)
+	}
+	_, err = conn.Exec(ctx, "SELECT pg_reload_conf()")
+	return err
 }
 
 func (b *bench) close() {
@@ -143,8 +164,13 @@ log: {level: warn}
 		return nil, fmt.Errorf("changesync setup: %w\n%s", err, out)
 	}
 
-	_, err := e.srcConn.Exec(ctx, fmt.Sprintf(`CREATE PUBLICATION native%[1]d FOR TABLE bench, marker;
-		SELECT pg_create_logical_replication_slot('native%[1]d', 'pgoutput')`, b.round))
+	// Two statements, because a multi-statement Exec runs in one transaction and a slot
+	// cannot be created in a transaction that has written.
+	_, err := e.srcConn.Exec(ctx, fmt.Sprintf(`CREATE PUBLICATION native%d FOR TABLE bench, marker`, b.round))
+	if err == nil {
+		_, err = e.srcConn.Exec(ctx, fmt.Sprintf(`SELECT pg_create_logical_replication_slot('native%d', 'pgoutput')`,
+			b.round))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create native publication and slot: %w", err)
 	}
@@ -159,14 +185,27 @@ log: {level: warn}
 	return e, nil
 }
 
+// dropEnv removes the subscription and the databases of a round, so that no apply
+// worker of an earlier round competes with the next one for the CPU or a worker slot.
+// Each statement runs on its own, because DROP SUBSCRIPTION cannot run in the implicit
+// transaction of a multi-statement Exec.
 func (b *bench) dropEnv(ctx context.Context, e *env) {
-	_, _ = e.natConn.Exec(ctx, fmt.Sprintf(`ALTER SUBSCRIPTION native%[1]d DISABLE;
-		ALTER SUBSCRIPTION native%[1]d SET (slot_name = NONE); DROP SUBSCRIPTION native%[1]d`, b.round))
+	for _, stmt := range []string{
+		"ALTER SUBSCRIPTION native%d DISABLE",
+		"ALTER SUBSCRIPTION native%d SET (slot_name = NONE)",
+		"DROP SUBSCRIPTION native%d",
+	} {
+		if _, err := e.natConn.Exec(ctx, fmt.Sprintf(stmt, b.round)); err != nil {
+			fmt.Fprintf(os.Stderr, "csbench: round %d: %s: %v\n", b.round, fmt.Sprintf(stmt, b.round), err)
+		}
+	}
 	for _, c := range []*pgx.Conn{e.srcConn, e.csConn, e.natConn} {
 		_ = c.Close(ctx)
 	}
 	for _, db := range []string{e.cs, e.native, e.src} {
-		_ = b.cluster.DropDatabase(ctx, db)
+		if err := b.cluster.DropDatabase(ctx, db); err != nil {
+			fmt.Fprintf(os.Stderr, "csbench: round %d: drop database %s: %v\n", b.round, db, err)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 )
 
@@ -43,6 +44,9 @@ func run(ctx context.Context) error {
 	}
 	fmt.Print(report)
 	if opts.out != "" {
+		if err := os.MkdirAll(filepath.Dir(opts.out), 0o755); err != nil {
+			return fmt.Errorf("create the report's directory: %w", err)
+		}
 		//nolint:gosec // a report in the repository, meant to be read by everyone
 		if err := os.WriteFile(opts.out, []byte(report), 0o644); err != nil {
 			return fmt.Errorf("write report: %w", err)

@@ -192,7 +192,9 @@ source, one after the other on the same backlog: the backlog is written with pgb
 clients) while both slots exist and no consumer runs; then changesync drains it, then the
 native subscription. A drain ends when a marker row updated after the workload is visible
 on the target; changesync's time includes its process start. RSS is the peak resident set
-of the changesync process and of the native apply worker.
+of the changesync process and of the native apply worker. For each row change the native
+worker writes the target row; changesync also reads the target row first (to write only
+the changed columns) and writes a change_events row and a sync_log row with their indexes.
 
 ## Backlog drain (row changes per second)
 
