@@ -2,6 +2,8 @@ package apply
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -37,6 +39,30 @@ type Applier struct {
 
 	mu    sync.Mutex
 	plans map[*change.Relation]*plan
+	// statements maps the text of each prepared write statement to its name.
+	statements map[string]string
+}
+
+// maxPrepared bounds the distinct write statements the applier prepares. An UPDATE
+// statement names the changed columns, so a wide table can produce many shapes.
+const maxPrepared = 512
+
+// statementName returns the prepared-statement name for sql, or false when the
+// applier already prepares maxPrepared other statements.
+func (a *Applier) statementName(sql string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if name, ok := a.statements[sql]; ok {
+		return name, true
+	}
+	if len(a.statements) >= maxPrepared {
+		return "", false
+	}
+	sum := sha256.Sum256([]byte(sql))
+	// 32 hex digits fit the server's 63-byte identifier limit with the prefix.
+	name := "changesync_" + hex.EncodeToString(sum[:16])
+	a.statements[sql] = name
+	return name, true
 }
 
 // New reads the target tables of specs from the target catalog and returns an applier
@@ -52,11 +78,12 @@ func New(ctx context.Context, q Querier, specs []TableSpec, policy Policy, log *
 		policy.OnMissingRow = MissingRowInsert
 	}
 	a := &Applier{
-		specs:   map[change.TableName]*TableSpec{},
-		targets: map[change.TableName]*targetTable{},
-		policy:  policy,
-		log:     log,
-		plans:   map[*change.Relation]*plan{},
+		specs:      map[change.TableName]*TableSpec{},
+		targets:    map[change.TableName]*targetTable{},
+		policy:     policy,
+		log:        log,
+		plans:      map[*change.Relation]*plan{},
+		statements: map[string]string{},
 	}
 	for i := range specs {
 		spec := &specs[i]

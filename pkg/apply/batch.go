@@ -35,6 +35,8 @@ type rowState struct {
 
 // write is one queued statement and the row count it must affect.
 type write struct {
+	sql      string
+	args     [][]byte
 	what     string
 	wantRows int64
 }
@@ -45,7 +47,6 @@ type Batch struct {
 	a      *Applier
 	tx     pgx.Tx
 	rows   map[string]*rowState
-	writes pgconn.Batch
 	queued []write
 }
 
@@ -314,19 +315,31 @@ func fillUnchanged(newTuple, oldTuple change.Tuple) change.Tuple {
 }
 
 func (b *Batch) queue(sql string, args [][]byte, wantRows int64, what string) {
-	b.writes.ExecParams(sql, args, nil, nil, nil)
-	b.queued = append(b.queued, write{what: what, wantRows: wantRows})
+	b.queued = append(b.queued, write{sql: sql, args: args, what: what, wantRows: wantRows})
 }
 
 // Flush sends the queued writes in one round trip and checks that each affected the
-// rows it had to.
+// rows it had to. Statements run prepared, so the target parses and plans each
+// statement shape once per connection rather than once per row.
 func (b *Batch) Flush(ctx context.Context) error {
 	if len(b.queued) == 0 {
 		return nil
 	}
-	results, err := b.tx.Conn().PgConn().ExecBatch(ctx, &b.writes).ReadAll()
 	queued := b.queued
-	b.writes, b.queued = pgconn.Batch{}, nil
+	b.queued = nil
+	var batch pgconn.Batch
+	for _, w := range queued {
+		name, err := b.prepare(ctx, w.sql)
+		if err != nil {
+			return fmt.Errorf("%s: prepare: %w", w.what, err)
+		}
+		if name == "" {
+			batch.ExecParams(w.sql, w.args, nil, nil, nil)
+		} else {
+			batch.ExecPrepared(name, w.args, nil, nil)
+		}
+	}
+	results, err := b.tx.Conn().PgConn().ExecBatch(ctx, &batch).ReadAll()
 	for i, r := range results {
 		if r.Err != nil {
 			return fmt.Errorf("%s: %w", queued[i].what, r.Err)
@@ -340,6 +353,22 @@ func (b *Batch) Flush(ctx context.Context) error {
 		return fmt.Errorf("send target writes: %w", err)
 	}
 	return nil
+}
+
+// prepare returns the name of sql prepared on the batch's connection, preparing it on
+// first use there. It returns "" once the applier has seen maxPrepared statement shapes,
+// which bounds the server memory that tables with many column subsets could take.
+func (b *Batch) prepare(ctx context.Context, sql string) (string, error) {
+	name, ok := b.a.statementName(sql)
+	if !ok {
+		return "", nil
+	}
+	// pgx returns the cached description without a round trip when this connection
+	// already prepared name with the same text.
+	if _, err := b.tx.Conn().Prepare(ctx, name, sql); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 func placeholders(first, n int) string {
