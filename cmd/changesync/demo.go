@@ -40,6 +40,8 @@ CREATE TABLE billing.customers (
 	created_at      timestamptz NOT NULL DEFAULT now()
 );`
 
+const demoTargetRows = "SELECT id, name, billing_address, zip FROM billing.customers ORDER BY id"
+
 const demoConfig = `# changesync configuration written by the demo
 source:
   url_env: DEMO_SOURCE_URL
@@ -129,7 +131,8 @@ func (d *demo) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("insert the first customers: %w", err)
 	}
-	fmt.Fprintln(d.out, "crm.customers (source) and billing.customers (target) created; 2 customers exist before changesync starts.")
+	fmt.Fprintln(d.out, "crm.customers (source) and billing.customers (target) created; "+
+		"2 customers exist before changesync starts.")
 
 	if d.dir, err = os.MkdirTemp("", "changesync-demo-"); err != nil {
 		return fmt.Errorf("create demo directory: %w", err)
@@ -148,7 +151,8 @@ func (d *demo) startSidecar(cfgPath string) error {
 	if err != nil {
 		return fmt.Errorf("find the changesync binary: %w", err)
 	}
-	d.sidecar = exec.Command(self, "run", "--config", cfgPath)
+	// The sidecar is stopped with SIGTERM by stopSidecar, not by a context.
+	d.sidecar = exec.Command(self, "run", "--config", cfgPath) //nolint:noctx // see above
 	d.sidecar.Env = append(os.Environ(),
 		"DEMO_SOURCE_URL="+d.cluster.URL("crm"), "DEMO_TARGET_URL="+d.cluster.URL("billing"))
 	logFile, err := os.Create(filepath.Join(d.dir, "sidecar.log"))
@@ -161,7 +165,10 @@ func (d *demo) startSidecar(cfgPath string) error {
 		return fmt.Errorf("start the sidecar: %w", err)
 	}
 	d.exited = make(chan error, 1)
-	go func() { d.exited <- d.sidecar.Wait(); logFile.Close() }()
+	go func() {
+		d.exited <- d.sidecar.Wait()
+		_ = logFile.Close()
+	}()
 	return nil
 }
 
@@ -171,11 +178,12 @@ func (d *demo) play(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintln(d.out, "The initial snapshot copied both existing customers:")
-	if err := d.printRows(ctx, d.dst, "SELECT id, name, billing_address, zip FROM billing.customers ORDER BY id"); err != nil {
+	if err := d.printRows(ctx, d.dst, demoTargetRows); err != nil {
 		return err
 	}
 	fmt.Fprintln(d.out, "and recorded the copy as one summary row (changesync.snapshots), not one audit row per customer:")
-	err := d.printRows(ctx, d.dst, `SELECT source_table, target_table, rows_copied, (finished_at - started_at)::text AS duration,
+	err := d.printRows(ctx, d.dst, `SELECT source_table, target_table, rows_copied,
+		(finished_at - started_at)::text AS duration,
 		'0/0'::pg_lsn + consistent_lsn AS consistent_lsn
 		FROM changesync.snapshots ORDER BY id`)
 	if err != nil {
@@ -183,7 +191,9 @@ func (d *demo) play(ctx context.Context) error {
 	}
 
 	d.step("A new customer signs up in the CRM")
-	if _, err := d.src.Exec(ctx, `INSERT INTO crm.customers VALUES (3, 'Alan Turing', '2 Bletchley Park', '90210', 'VIP', 'web-signup')`); err != nil {
+	_, err = d.src.Exec(ctx, `INSERT INTO crm.customers
+		VALUES (3, 'Alan Turing', '2 Bletchley Park', '90210', 'VIP', 'web-signup')`)
+	if err != nil {
 		return fmt.Errorf("insert customer 3: %w", err)
 	}
 	if err := d.waitFor(ctx, "customer 3", "SELECT count(*) = 3 FROM billing.customers"); err != nil {
@@ -218,7 +228,7 @@ COMMIT;`
 		return err
 	}
 	d.step("billing.customers now")
-	if err := d.printRows(ctx, d.dst, "SELECT id, name, billing_address, zip FROM billing.customers ORDER BY id"); err != nil {
+	if err := d.printRows(ctx, d.dst, demoTargetRows); err != nil {
 		return err
 	}
 	d.step("The audit trail of every change")
@@ -229,7 +239,7 @@ COMMIT;`
 
 // waitFor polls the target until query returns true, or fails after 30 s or when the
 // sidecar exits.
-func (d *demo) waitFor(ctx context.Context, what, query string) error {
+func (d *demo) waitFor(ctx context.Context, milestone, query string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var done bool
@@ -239,13 +249,13 @@ func (d *demo) waitFor(ctx context.Context, what, query string) error {
 		select {
 		case err := <-d.exited:
 			d.exited <- err
-			return fmt.Errorf("the sidecar exited while waiting for %s (%v); its log:\n%s", what, err, d.sidecarLog())
+			return fmt.Errorf("the sidecar exited while waiting for %s (%w); its log:\n%s", milestone, err, d.sidecarLog())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not reach billing within 30s; sidecar log:\n%s", what, d.sidecarLog())
+			return fmt.Errorf("%s did not reach billing within 30s; sidecar log:\n%s", milestone, d.sidecarLog())
 		}
 	}
 }
@@ -300,7 +310,7 @@ func (d *demo) stopSidecar() error {
 	case err := <-d.exited:
 		d.sidecar = nil
 		if err != nil {
-			return fmt.Errorf("the sidecar exited with %v after SIGTERM; its log:\n%s", err, d.sidecarLog())
+			return fmt.Errorf("the sidecar exited with %w after SIGTERM; its log:\n%s", err, d.sidecarLog())
 		}
 		return nil
 	case <-time.After(30 * time.Second):
@@ -311,13 +321,13 @@ func (d *demo) stopSidecar() error {
 func (d *demo) cleanup() {
 	if d.sidecar != nil && d.sidecar.Process != nil {
 		_ = d.sidecar.Process.Kill()
-		<-d.exited
+		<-d.exited //nolint:errcheck // killed on purpose, so the exit status says nothing
 	}
 	if d.src != nil {
-		d.src.Close(context.Background())
+		_ = d.src.Close(context.Background())
 	}
 	if d.dst != nil {
-		d.dst.Close(context.Background())
+		_ = d.dst.Close(context.Background())
 	}
 	d.cluster.Stop()
 	if d.dir != "" {

@@ -43,7 +43,7 @@ func startSidecar(t *testing.T, cfgPath, sourceURL, targetURL string) *sidecar {
 	t.Cleanup(func() {
 		if s.cmd.ProcessState == nil {
 			_ = s.cmd.Process.Kill()
-			<-s.done
+			<-s.done //nolint:errcheck // killed on purpose
 		}
 	})
 	return s

@@ -8,7 +8,7 @@ import (
 	"github.com/datasense/changesync/pkg/config"
 )
 
-// newLogger builds the slog logger the configuration asks for: JSON (the default) or
+// newLogger builds the slog logger that the configuration selects: JSON (the default) or
 // text, at the configured level.
 func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level

@@ -44,7 +44,7 @@ func run(ctx context.Context) error {
 	}
 	fmt.Print(report)
 	if opts.out != "" {
-		if err := os.MkdirAll(filepath.Dir(opts.out), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(opts.out), 0o750); err != nil {
 			return fmt.Errorf("create the report's directory: %w", err)
 		}
 		//nolint:gosec // a report in the repository, meant to be read by everyone
