@@ -35,9 +35,9 @@ type Config struct {
 	Tables []change.TableName
 	// StatusInterval is the maximum time between standby status updates. Default 10s.
 	StatusInterval time.Duration
-	// Heartbeat, when positive, is the idle time after which the Reader advances the
-	// confirmed position past WAL that holds nothing for it and emits a heartbeat message
-	// to produce traffic. 0 turns heartbeats off.
+	// Heartbeat, when positive, lets the Reader confirm WAL that holds nothing for it at
+	// each status update while no transaction waits, and is the idle time after which it
+	// writes a heartbeat message to produce traffic. 0 turns both off.
 	Heartbeat time.Duration
 	// SlotTimeout bounds the wait of slot creation, which waits for every open
 	// transaction that has an xid. Default 1m.
