@@ -228,6 +228,17 @@ func (r *Reader) Teardown(ctx context.Context) error {
 	return nil
 }
 
+// DropSlot drops the replication slot when it exists and leaves the publication, which
+// other slots may use.
+func (r *Reader) DropSlot(ctx context.Context) error {
+	conn, err := r.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	return r.dropSlot(ctx, conn)
+}
+
 func (r *Reader) dropSlot(ctx context.Context, conn *pgx.Conn) error {
 	st, err := r.readSlot(ctx, conn)
 	if err != nil || !st.exists {

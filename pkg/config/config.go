@@ -41,7 +41,8 @@ type Source struct {
 	URL    string `yaml:"url"`
 	URLEnv string `yaml:"url_env"`
 	// Publication and Slot name the publication and the logical replication slot that
-	// changesync creates when they are missing; default "changesync" for both.
+	// changesync creates when they are missing. Slot defaults to "changesync" and
+	// Publication to the slot name.
 	Publication string `yaml:"publication"`
 	Slot        string `yaml:"slot"`
 	// Snapshot is "initial" (copy the tables when the slot is created) or "never".
@@ -187,8 +188,10 @@ func defaults() Config {
 // fillDefaults sets the defaults of the fields left empty after decoding and after the
 // URLs are resolved.
 func (c *Config) fillDefaults() {
-	setDefault(&c.Source.Publication, DefaultName)
 	setDefault(&c.Source.Slot, DefaultName)
+	// A publication of its own per slot, so that teardown of one pipeline cannot drop
+	// the publication another pipeline streams from.
+	setDefault(&c.Source.Publication, c.Source.Slot)
 	setDefault(&c.Source.Snapshot, "initial")
 	setDefault(&c.Pipeline, c.Source.Slot)
 	if c.Target.URL == "" && c.Target.URLEnv == "" {

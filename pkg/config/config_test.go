@@ -73,6 +73,20 @@ func TestLoadDesignExample(t *testing.T) {
 	}
 }
 
+func TestLoadPublicationDefaultsToSlot(t *testing.T) {
+	cfg, err := Parse([]byte(`
+source: {url: "postgres://crm@db:5432/crm", slot: orders_sync}
+target: {url: "postgres://billing@db:5432/billing"}
+tables: [{source: crm.customers}]
+`), noEnv)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if cfg.Source.Publication != "orders_sync" {
+		t.Errorf("publication = %q, want the slot name orders_sync", cfg.Source.Publication)
+	}
+}
+
 func TestLoadDefaults(t *testing.T) {
 	cfg, err := Parse([]byte(minimal), noEnv)
 	if err != nil {

@@ -19,7 +19,7 @@ type Slots interface {
 	Setup(ctx context.Context) (created bool, err error)
 	SetupWithSnapshot(ctx context.Context,
 		copy func(ctx context.Context, snapshot string, consistent change.LSN) error) (created bool, err error)
-	Teardown(ctx context.Context) error
+	DropSlot(ctx context.Context) error
 }
 
 // PrepareConfig configures how the first run of a pipeline fills its target.
@@ -50,8 +50,9 @@ func (p *Pipeline) Prepare(ctx context.Context, slots Slots, cfg PrepareConfig) 
 	}
 	if !found {
 		// Without a checkpoint nothing of this slot reached the target yet, so an
-		// existing slot is safe to drop and create again with a snapshot.
-		if err := slots.Teardown(ctx); err != nil {
+		// existing slot is safe to drop and create again with a snapshot. The
+		// publication stays: it may serve other slots or belong to another role.
+		if err := slots.DropSlot(ctx); err != nil {
 			return fmt.Errorf("drop the slot of an unfinished snapshot: %w", err)
 		}
 	}

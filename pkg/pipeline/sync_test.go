@@ -242,3 +242,21 @@ func (e *syncEnv) runError(timeout time.Duration) error {
 		return errNotStopped
 	}
 }
+
+func TestPrepareKeepsSharedPublication(t *testing.T) {
+	ddl := `CREATE TABLE items (id int PRIMARY KEY, v text); CREATE TABLE other (id int PRIMARY KEY);
+		INSERT INTO items VALUES (1, 'before the slot')`
+	e := &syncEnv{t: t, srcURL: pgtest.NewDB(t), dstURL: pgtest.NewDB(t)}
+	e.src, e.dst = checkingConn(t, e.srcURL), checkingConn(t, e.dstURL)
+	e.execOn(e.src, ddl+";"+markerDDL+"; CREATE PUBLICATION cs_pub FOR TABLE other")
+	e.execOn(e.dst, ddl+";"+markerDDL+"; DELETE FROM items")
+	e.startPipeline(syncSetup{specs: []apply.TableSpec{{Source: table("public", "items")}}, snapshot: true})
+
+	e.exec(`INSERT INTO items VALUES (2, 'after')`)
+	e.sync()
+	e.sameRows("SELECT * FROM items ORDER BY id")
+	got := rows(t, e.src, "SELECT tablename FROM pg_publication_tables WHERE pubname = 'cs_pub' ORDER BY 1")
+	if want := []string{"cs_marker", "items", "other"}; !slices.Equal(got, want) {
+		t.Errorf("publication cs_pub has tables %q, want %q", got, want)
+	}
+}
