@@ -32,6 +32,10 @@ type Config struct {
 	API      API       `yaml:"api"`
 	Notify   yaml.Node `yaml:"notify,omitempty"` // decoded by the notify package; may contain secrets
 	Log      Log       `yaml:"log"`
+
+	// RuleCostLimit caps the CEL cost of evaluating one rule on one change; a rule that
+	// exceeds it holds the change. Default 100000.
+	RuleCostLimit int `yaml:"rule_cost_limit"`
 }
 
 // Source is the PostgreSQL database that changes are read from.
@@ -112,6 +116,9 @@ type Rule struct {
 	Table  string `yaml:"table"`
 	When   string `yaml:"when"`
 	Action string `yaml:"action"` // approve, skip, reject or hold
+	// Reason is recorded with the decision when the rule matches, such as "zip code must
+	// have five digits"; default: the rule's condition.
+	Reason string `yaml:"reason"`
 }
 
 // Guard is the bulk-change guard, which decides a whole transaction that touches more
@@ -120,6 +127,21 @@ type Guard struct {
 	MaxRowsPerTx    int    `yaml:"max_rows_per_tx"`    // 0 turns the limit off
 	MaxDeletesPerTx int    `yaml:"max_deletes_per_tx"` // 0 turns the limit off
 	Action          string `yaml:"action"`             // hold (default), reject or skip
+	Burst           Burst  `yaml:"burst"`
+}
+
+// Burst is the burst detector, which raises an alert, without holding any change, when a
+// table receives far more changes in one minute than its average minute of the window.
+// Minutes are counted by commit time.
+type Burst struct {
+	// Factor is how many times the average a minute must exceed to alert; default 10,
+	// 0 turns burst detection off.
+	Factor int `yaml:"factor"`
+	// Window is the span of recent minutes averaged; default 1h, at least 2m.
+	Window time.Duration `yaml:"window"`
+	// MinChanges is the number of changes a minute must exceed before it alerts. It keeps
+	// a quiet table that goes from 1 to 20 changes a minute silent. Default 1000.
+	MinChanges int `yaml:"min_changes"`
 }
 
 // LLM is the reviewer that sends changed free-text columns to an OpenAI-compatible
@@ -133,8 +155,13 @@ type LLM struct {
 	APIKeyEnv string `yaml:"api_key_env"`
 	// Columns lists the reviewed columns as schema.table.column.
 	Columns []string      `yaml:"columns"`
-	Timeout time.Duration `yaml:"timeout"`  // default 10s
+	Timeout time.Duration `yaml:"timeout"`  // per request; default 10s
 	OnError string        `yaml:"on_error"` // hold (default), approve, skip or reject
+	// MaxConcurrency is the maximum number of requests in flight at once; default 4.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// CacheSize is the number of verdicts kept, keyed by column, operation and value
+	// digest; default 10000, 0 turns the cache off.
+	CacheSize int `yaml:"cache_size"`
 }
 
 // API is the HTTP API.
@@ -171,6 +198,12 @@ const (
 	DefaultBatchMaxWait   = 200 * time.Millisecond
 	DefaultAPIKeyEnv      = "OPENAI_API_KEY" //nolint:gosec // G101: the name of a variable, not a key
 	DefaultLLMTimeout     = 10 * time.Second
+	DefaultRuleCostLimit  = 100_000
+	DefaultBurstFactor    = 10
+	DefaultBurstWindow    = time.Hour
+	DefaultBurstMin       = 1000
+	DefaultLLMConcurrency = 4
+	DefaultLLMCacheSize   = 10_000
 	DefaultListen         = "127.0.0.1:8080"
 )
 
@@ -181,7 +214,14 @@ func defaults() Config {
 	return Config{
 		Source: Source{Heartbeat: DefaultHeartbeat, StatusInterval: DefaultStatusInterval},
 		Apply:  Apply{BatchMaxEvents: DefaultBatchMaxEvents, BatchMaxWait: DefaultBatchMaxWait},
-		LLM:    LLM{Timeout: DefaultLLMTimeout},
+		LLM: LLM{
+			Timeout: DefaultLLMTimeout, MaxConcurrency: DefaultLLMConcurrency,
+			CacheSize: DefaultLLMCacheSize,
+		},
+		RuleCostLimit: DefaultRuleCostLimit,
+		Guard: Guard{Burst: Burst{
+			Factor: DefaultBurstFactor, Window: DefaultBurstWindow, MinChanges: DefaultBurstMin,
+		}},
 	}
 }
 

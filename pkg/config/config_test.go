@@ -56,7 +56,10 @@ func TestLoadDesignExample(t *testing.T) {
 			Name: "zip-is-valid", Table: "crm.customers",
 			When: "op != 'delete' && !new.zip.matches('^[0-9]{5}$')", Action: "reject",
 		}},
-		{"guard", cfg.Guard, Guard{MaxRowsPerTx: 1000, Action: "hold"}},
+		{"guard", cfg.Guard, Guard{
+			MaxRowsPerTx: 1000, Action: "hold",
+			Burst: Burst{Factor: 10, Window: time.Hour, MinChanges: 1000},
+		}},
 		{"llm columns", cfg.LLM.Columns, []string{"crm.customers.notes"}},
 		{"llm timeout", cfg.LLM.Timeout, 10 * time.Second},
 		{"api auth", cfg.API.Auth.JWTSecretEnv, "CHANGESYNC_JWT_SECRET"},

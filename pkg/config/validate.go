@@ -263,6 +263,10 @@ func (c *Config) validateRules(p *problems) {
 			c.checkConfiguredTable(p, field+".table", r.Table)
 		}
 	}
+	if c.RuleCostLimit <= 0 {
+		p.add("rule_cost_limit", "invalid value %d: use a positive number, such as %d",
+			c.RuleCostLimit, DefaultRuleCostLimit)
+	}
 }
 
 // checkConfiguredTable reports a table name that is invalid or not a configured source.
@@ -310,6 +314,20 @@ func (c *Config) validateGuard(p *problems) {
 	default:
 		p.invalidChoice("guard.action", g.Action, "hold", "reject", "skip")
 	}
+
+	b := &g.Burst
+	if b.Factor < 0 {
+		p.add("guard.burst.factor", "invalid value %d: use 0 (off) or a positive number, such as %d",
+			b.Factor, DefaultBurstFactor)
+	}
+	if b.Window < 2*time.Minute {
+		p.add("guard.burst.window", "invalid duration %s: use at least 2m, such as %s, because "+
+			"the average is taken over whole minutes", b.Window, DefaultBurstWindow)
+	}
+	if b.MinChanges < 0 {
+		p.add("guard.burst.min_changes", "invalid value %d: use 0 or more, such as %d",
+			b.MinChanges, DefaultBurstMin)
+	}
 }
 
 func (c *Config) validateLLM(p *problems) {
@@ -330,6 +348,14 @@ func (c *Config) validateLLM(p *problems) {
 	}
 	if !isVerdict(l.OnError) {
 		p.invalidChoice("llm.on_error", l.OnError, "hold", "approve", "skip", "reject")
+	}
+	if l.MaxConcurrency <= 0 {
+		p.add("llm.max_concurrency", "invalid value %d: use a positive number, such as %d",
+			l.MaxConcurrency, DefaultLLMConcurrency)
+	}
+	if l.CacheSize < 0 {
+		p.add("llm.cache_size", "invalid value %d: use 0 (no cache) or a positive number, such as %d",
+			l.CacheSize, DefaultLLMCacheSize)
 	}
 
 	for i, ref := range l.Columns {
