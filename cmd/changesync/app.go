@@ -108,11 +108,36 @@ func runCheck(ctx context.Context, a *app) error {
 	return nil
 }
 
+// preflight runs the checks of `changesync check` and refuses to start when one fails,
+// before anything is created on the source: a published table without a replica
+// identity would make the application's own UPDATEs fail.
+func (a *app) preflight(ctx context.Context) error {
+	report := preflight.Check(ctx, a.cfg)
+	failed := 0
+	for _, res := range report.Results {
+		switch {
+		case !res.OK:
+			failed++
+			a.log.Error("check failed", "check", res.Name, "detail", res.Detail, "fix", res.Fix)
+		case res.Warn:
+			a.log.Warn("check warning", "check", res.Name, "detail", res.Detail, "fix", res.Fix)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d start checks failed (logged above); fix them, "+
+			"and run changesync check --config FILE to see the full report", failed)
+	}
+	return nil
+}
+
 // runSidecar migrates the metadata schema, prepares the slot (with the initial snapshot
 // when configured) and streams until a signal arrives.
 func runSidecar(ctx context.Context, a *app) error {
 	a.log.Info("changesync starting", "version", version, "pipeline", a.cfg.Pipeline,
 		"slot", a.cfg.Source.Slot, "tables", len(a.cfg.Tables))
+	if err := a.preflight(ctx); err != nil {
+		return err
+	}
 	if err := store.Migrate(ctx, a.cfg.Target.URL, a.cfg.Target.Schema); err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ tables:
   - source: crm.customers
     target: billing.customers
     columns: {address: billing_address}
-    exclude: [notes]
+    exclude: [notes, updated_by]
     actor_column: updated_by
 log: {level: info, format: json}
 `

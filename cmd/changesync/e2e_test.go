@@ -319,3 +319,36 @@ func TestDemoRunsScenario(t *testing.T) {
 		}
 	}
 }
+
+func TestRunRefusesTableWithoutKeyBeforePublishing(t *testing.T) {
+	sourceURL, targetURL := pgtest.NewDB(t), pgtest.NewDB(t)
+	src := connect(t, sourceURL)
+	for _, url := range []string{sourceURL, targetURL} {
+		if _, err := connect(t, url).Exec(context.Background(), "CREATE TABLE nopk (a int, b text)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startSidecar(t, writeConfig(t, "tables: [{source: public.nopk}]\n"), sourceURL, targetURL)
+	select {
+	case err := <-s.done:
+		if err == nil {
+			t.Fatalf("run exited 0 with a table that has no key; log:\n%s", s.log)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("run did not refuse to start within 30s; log:\n%s", s.log)
+	}
+	if !strings.Contains(s.log.String(), "no primary key or replica identity index") {
+		t.Errorf("log does not name the missing key:\n%s", s.log)
+	}
+	var publications int
+	if err := src.QueryRow(context.Background(), "SELECT count(*) FROM pg_publication").Scan(&publications); err != nil {
+		t.Fatal(err)
+	}
+	if publications != 0 {
+		t.Errorf("%d publications exist after the refused start, want 0", publications)
+	}
+	// The application's own UPDATE still works.
+	if _, err := src.Exec(context.Background(), "INSERT INTO nopk VALUES (1, 'a'); UPDATE nopk SET b = 'b'"); err != nil {
+		t.Errorf("UPDATE on the source failed after the refused start: %v", err)
+	}
+}

@@ -54,7 +54,7 @@ func newDatabases(t *testing.T, sourceSQL, targetSQL string) databases {
 func (d databases) config(t *testing.T, yaml string) *config.Config {
 	t.Helper()
 	env := map[string]string{config.EnvSourceURL: d.sourceURL, config.EnvTargetURL: d.targetURL}
-	cfg, err := config.Parse([]byte("source: {slot: "+d.slot+"}\n"+yaml), func(name string) (string, bool) {
+	cfg, err := config.Parse([]byte("source: {slot: "+d.slot+", publication: changesync}\n"+yaml), func(name string) (string, bool) {
 		v, ok := env[name]
 		return v, ok
 	})
@@ -262,12 +262,11 @@ func TestCheckSourceIdentity(t *testing.T) {
 			wantFix: []string{"correct the column names in tables[0]"},
 		},
 		{
-			name:     "key outside the replica identity",
-			ddl:      "CREATE TABLE crm.events (id int PRIMARY KEY, body text NOT NULL UNIQUE)",
-			key:      "[body]",
-			wantOK:   true,
-			wantWarn: true,
-			wantFix:  []string{`ALTER TABLE "crm"."events" REPLICA IDENTITY FULL`},
+			name:    "key outside the replica identity",
+			ddl:     "CREATE TABLE crm.events (id int PRIMARY KEY, body text NOT NULL UNIQUE)",
+			key:     "[body]",
+			wantOK:  false,
+			wantFix: []string{`ALTER TABLE "crm"."events" REPLICA IDENTITY FULL`},
 		},
 	}
 	for _, tt := range tests {

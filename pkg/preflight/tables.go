@@ -315,7 +315,7 @@ func checkNamedColumns(is *issues, i int, spec *config.Table, t *sourceTable) {
 			}
 		}
 		if len(outside) > 0 {
-			is.warn(fmt.Sprintf("key column %s is not in the replica identity (%s), so an UPDATE "+
+			is.fail(fmt.Sprintf("key column %s is not in the replica identity (%s), so an UPDATE "+
 				"that changes it sends no old value to find the target row by", quoteList(outside),
 				quoteList(t.key)),
 				fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL, or key the table by its replica "+
