@@ -205,7 +205,9 @@ func (b *Batch) truncate(p *plan, res *Result) error {
 	case "apply":
 		b.queue("TRUNCATE "+p.target.Name.Sanitize(), nil, -1, "truncate "+p.target.Name.String())
 		b.forgetTable(p.target.Name)
-		res.Status = change.StatusSynced
+		// An empty diff gives the truncate its sync_log row, so the log of the target
+		// table shows when it was emptied.
+		res.Status, res.Diff = change.StatusSynced, []byte("{}")
 	case "ignore":
 		res.Status, res.Reason = change.StatusSkipped, "TRUNCATE is ignored (truncate: ignore)"
 	default:

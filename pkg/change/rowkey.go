@@ -1,6 +1,7 @@
 package change
 
 import (
+	"slices"
 	"encoding/json"
 	"strings"
 )
@@ -23,6 +24,12 @@ func RowKey(values []Value) string {
 // as old_data and new_data store them. Unchanged TOAST values and absent columns are left
 // out, because their content was not sent.
 func TupleJSON(rel *Relation, t Tuple) ([]byte, error) {
+	return TupleJSONWithout(rel, t, nil)
+}
+
+// TupleJSONWithout is TupleJSON without the columns named in omit, such as columns
+// excluded from a sync, whose values must not be copied into the audit either.
+func TupleJSONWithout(rel *Relation, t Tuple, omit []string) ([]byte, error) {
 	if t == nil {
 		return nil, nil
 	}
@@ -30,7 +37,7 @@ func TupleJSON(rel *Relation, t Tuple) ([]byte, error) {
 	b.WriteByte('{')
 	first := true
 	for i, v := range t {
-		if !v.Known() || i >= len(rel.Columns) {
+		if !v.Known() || i >= len(rel.Columns) || slices.Contains(omit, rel.Columns[i].Name) {
 			continue
 		}
 		if !first {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,6 +19,9 @@ import (
 type audit struct {
 	events []dbgen.InsertChangeEventsParams
 	logs   []dbgen.InsertSyncLogParams
+	// unsynced indexes the events that were approved but not synced, such as failed or
+	// held applies, which are logged once the batch commits.
+	unsynced []int
 }
 
 // commitBatch applies a batch of source transactions and commits the target writes, the
@@ -78,11 +82,32 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx) error {
 
 	p.checkpoint = last.CommitLSN
 	p.src.Confirm(last.EndLSN)
+	p.logUnsynced(ctx, &rows)
 	if p.log.Enabled(ctx, -4) {
 		p.log.Debug("batch committed", "pipeline", p.cfg.Name, "transactions", len(fresh),
 			"events", len(rows.events), "lsn", last.CommitLSN.String())
 	}
 	return nil
+}
+
+// logUnsynced logs each change of a committed batch that did not reach the target: a
+// failed or held change at warning level, because the target now differs from the
+// source until someone acts, and a skipped or rejected one at info level.
+func (p *Pipeline) logUnsynced(ctx context.Context, rows *audit) {
+	for _, i := range rows.unsynced {
+		ev := &rows.events[i]
+		level := slog.LevelInfo
+		if ev.Status == dbgen.ChangeStatusFailed || ev.Status == dbgen.ChangeStatusHeld {
+			level = slog.LevelWarn
+		}
+		reason := ev.DecisionReason.String
+		if ev.Error.Valid {
+			reason = ev.Error.String
+		}
+		p.log.Log(ctx, level, "change not synced", "pipeline", p.cfg.Name, "status", string(ev.Status),
+			"event_id", ev.ID.String(), "table", ev.TableName, "row_key", ev.RowKey,
+			"change_type", string(ev.ChangeType), "reason", reason, "decided_by", ev.DecidedBy.String)
+	}
 }
 
 // configuredEvents returns the events of configured tables, for prefetching.
@@ -119,6 +144,9 @@ func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, n
 			return err
 		}
 		rows.events = append(rows.events, row)
+		if res.Status != change.StatusSynced {
+			rows.unsynced = append(rows.unsynced, len(rows.events)-1)
+		}
 		if res.Diff != nil {
 			rows.logs = append(rows.logs, syncLogRow(ev, res, row, now))
 		}
@@ -143,11 +171,15 @@ func statusOf(v change.Verdict) change.Status {
 func (p *Pipeline) eventRow(tx *change.Tx, ev *change.Event, dec change.Decision, res apply.Result,
 	now time.Time,
 ) (dbgen.InsertChangeEventsParams, error) {
-	oldData, err := change.TupleJSON(ev.Relation, ev.Old)
+	var excluded []string
+	if spec := p.applier.Spec(ev.Relation.Table); spec != nil {
+		excluded = spec.Exclude
+	}
+	oldData, err := change.TupleJSONWithout(ev.Relation, ev.Old, excluded)
 	if err != nil {
 		return dbgen.InsertChangeEventsParams{}, fmt.Errorf("encode old tuple of change %s: %w", ev.ID, err)
 	}
-	newData, err := change.TupleJSON(ev.Relation, ev.New)
+	newData, err := change.TupleJSONWithout(ev.Relation, ev.New, excluded)
 	if err != nil {
 		return dbgen.InsertChangeEventsParams{}, fmt.Errorf("encode new tuple of change %s: %w", ev.ID, err)
 	}

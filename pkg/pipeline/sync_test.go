@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type syncSetup struct {
 	specs     []apply.TableSpec
 	policy    apply.Policy
 	snapshot  bool
+	log       *slog.Logger
 }
 
 // startSync creates both databases, runs the DDL and starts streaming.
@@ -90,7 +92,11 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := pipeline.New(pipeline.Config{Name: "test", Slot: "cs_slot"}, reader, applier, st)
+	var opts []pipeline.Option
+	if setup.log != nil {
+		opts = append(opts, pipeline.WithLogger(setup.log))
+	}
+	p := pipeline.New(pipeline.Config{Name: "test", Slot: "cs_slot"}, reader, applier, st, opts...)
 	err = p.Prepare(ctx, reader, pipeline.PrepareConfig{SourceURL: e.srcURL, Snapshot: setup.snapshot, Tables: tables})
 	if err != nil {
 		t.Fatal(err)
