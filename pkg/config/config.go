@@ -40,8 +40,8 @@ type Config struct {
 
 // Source is the PostgreSQL database that changes are read from.
 type Source struct {
-	// URL is the connection string. CHANGESYNC_SOURCE_URL overrides it, and URLEnv names
-	// another variable to read it from.
+	// URL is the connection string. URLEnv names a variable to read it from instead;
+	// without URLEnv, CHANGESYNC_SOURCE_URL overrides URL.
 	URL    string `yaml:"url"`
 	URLEnv string `yaml:"url_env"`
 	// Publication and Slot name the publication and the logical replication slot that
@@ -62,8 +62,8 @@ type Source struct {
 
 // Target is the PostgreSQL database that changes are written to.
 type Target struct {
-	// URL is the connection string; default: the source URL. CHANGESYNC_TARGET_URL
-	// overrides it, and URLEnv names another variable to read it from.
+	// URL is the connection string; default: the source URL. URLEnv names a variable to
+	// read it from instead; without URLEnv, CHANGESYNC_TARGET_URL overrides URL.
 	URL    string `yaml:"url"`
 	URLEnv string `yaml:"url_env"`
 	// Schema is the schema of the metadata tables; default "changesync".

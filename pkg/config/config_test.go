@@ -208,10 +208,10 @@ func TestLoadEnvironment(t *testing.T) {
 			wantSource: envSource, wantTarget: envTarget,
 		},
 		{
-			name:       "override wins over url_env",
+			name:       "url_env wins over the override",
 			input:      "source: {url_env: CRM_URL}\ntarget: {url: '" + fileTarget + "'}\n",
 			env:        map[string]string{"CRM_URL": fileSource, EnvSourceURL: envSource},
-			wantSource: envSource, wantTarget: fileTarget,
+			wantSource: fileSource, wantTarget: fileTarget,
 		},
 		{
 			name:       "target defaults to the overridden source",
@@ -222,6 +222,12 @@ func TestLoadEnvironment(t *testing.T) {
 		{
 			name:    "url_env variable not set",
 			input:   "source: {url_env: CRM_URL}\ntarget: {url: '" + fileTarget + "'}\n",
+			wantErr: "source.url_env (line 2): environment variable CRM_URL is not set",
+		},
+		{
+			name:    "url_env variable not set with the override set",
+			input:   "source: {url_env: CRM_URL}\ntarget: {url: '" + fileTarget + "'}\n",
+			env:     map[string]string{EnvSourceURL: envSource},
 			wantErr: "source.url_env (line 2): environment variable CRM_URL is not set",
 		},
 		{

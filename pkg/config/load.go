@@ -82,8 +82,8 @@ func documentContent(root *yaml.Node) *yaml.Node {
 	return root
 }
 
-// resolveEnv applies the environment: CHANGESYNC_SOURCE_URL and CHANGESYNC_TARGET_URL
-// override the file, url_env names a variable to read a URL from, and the variable that
+// resolveEnv applies the environment: url_env names a variable to read a URL from, else
+// CHANGESYNC_SOURCE_URL and CHANGESYNC_TARGET_URL override the file, and the variable that
 // api.auth.jwt_secret_env names must be set. Nothing else is read from the environment.
 func (c *Config) resolveEnv(p *problems, lookupEnv LookupEnv) {
 	c.Source.URL, c.Source.urlFrom = resolveURL(p, "source", c.Source.URL, c.Source.URLEnv,
@@ -101,17 +101,19 @@ func (c *Config) resolveEnv(p *problems, lookupEnv LookupEnv) {
 }
 
 // resolveURL returns the URL of the source or target section and where it came from,
-// for messages.
+// for messages. A variable named by url_env is the most specific choice, so it wins over
+// the general override, and when it is unset that is an error rather than a fallback.
 func resolveURL(p *problems, section, fileURL, urlEnv, override string,
 	lookupEnv LookupEnv,
 ) (url, from string) {
-	if v, ok := lookupEnv(override); ok && v != "" {
-		return v, section + ".url (from " + override + ")"
+	if urlEnv == "" {
+		if v, ok := lookupEnv(override); ok && v != "" {
+			return v, section + ".url (from " + override + ")"
+		}
+		return fileURL, section + ".url"
 	}
 
 	switch {
-	case urlEnv == "":
-		return fileURL, section + ".url"
 	case fileURL != "":
 		p.add(section+".url_env", "set either %s.url or %s.url_env, not both", section, section)
 		return fileURL, section + ".url"
@@ -122,7 +124,7 @@ func resolveURL(p *problems, section, fileURL, urlEnv, override string,
 	v, ok := lookupEnv(urlEnv)
 	if !ok || v == "" {
 		p.add(section+".url_env", "environment variable %s is not set: set it to a connection "+
-			"URL, or set %s instead", urlEnv, override)
+			"URL, or remove url_env to use %s.url or %s", urlEnv, section, override)
 		return "", section + ".url_env"
 	}
 	return v, section + ".url (from " + urlEnv + ")"
