@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -50,6 +51,9 @@ func run(ctx context.Context, args []string) error {
 	case "demo":
 		return runDemo(ctx, rest, os.Stdout)
 	case "version", "-version", "--version":
+		if len(rest) > 0 && rest[0] != "-h" && rest[0] != "--help" && rest[0] != "-help" {
+			return &usageError{fmt.Sprintf("version: unexpected argument %q", rest[0])}
+		}
 		printVersion(os.Stdout)
 		return nil
 	case "help", "-h", "-help", "--help":
@@ -67,7 +71,15 @@ func withConfig(ctx context.Context, name string, args []string, fn func(context
 	path := fs.String("config", os.Getenv("CHANGESYNC_CONFIG"),
 		"path of the YAML configuration file (default: $CHANGESYNC_CONFIG)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Printf("usage: changesync %s --config FILE\n\nflags:\n%s", name, flagHelp(fs))
+			return nil
+		}
 		return &usageError{fmt.Sprintf("%s: %v\nflags:\n%s", name, err, flagHelp(fs))}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("%s: unexpected argument %q: %s takes only flags, "+
+			"such as --config FILE", name, fs.Arg(0), name)}
 	}
 	if *path == "" {
 		return &usageError{fmt.Sprintf("%s: missing --config FILE (or set CHANGESYNC_CONFIG)", name)}

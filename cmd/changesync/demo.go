@@ -65,7 +65,13 @@ func runDemo(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	keep := fs.Bool("keep", false, "leave the cluster running until interrupted, to look around with psql")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return &usageError{fmt.Sprintf("demo: %v", err)}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("demo: unexpected argument %q", fs.Arg(0))}
 	}
 	d := &demo{out: out}
 	defer d.cleanup()

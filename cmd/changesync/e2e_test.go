@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -350,5 +351,39 @@ func TestRunRefusesTableWithoutKeyBeforePublishing(t *testing.T) {
 	// The application's own UPDATE still works.
 	if _, err := src.Exec(context.Background(), "INSERT INTO nopk VALUES (1, 'a'); UPDATE nopk SET b = 'b'"); err != nil {
 		t.Errorf("UPDATE on the source failed after the refused start: %v", err)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		args       []string
+		wantStatus int
+		wantOutput string
+	}{
+		{[]string{"run", "-h"}, 0, "usage: changesync run --config FILE"},
+		{[]string{"run", "--config", "c.yaml", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"run"}, 2, "missing --config FILE"},
+		{[]string{"check", "--config", "does-not-exist.yaml"}, 1, "does-not-exist.yaml"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"version"}, 0, "changesync "},
+		{[]string{"demo", "extra"}, 2, `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, err := exec.Command(binary, tt.args...).CombinedOutput()
+			status := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				status = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if status != tt.wantStatus {
+				t.Errorf("exit status %d, want %d; output:\n%s", status, tt.wantStatus, out)
+			}
+			if !strings.Contains(string(out), tt.wantOutput) {
+				t.Errorf("output lacks %q:\n%s", tt.wantOutput, out)
+			}
+		})
 	}
 }
