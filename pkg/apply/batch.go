@@ -394,3 +394,55 @@ func params(vals []change.Value) [][]byte {
 	}
 	return out
 }
+
+// ApplyIsolated applies ev and sends its writes at once inside a savepoint. When the
+// target rejects them for the data (see IsTargetRejection), it rolls back to the
+// savepoint, drops the cached rows so that they are read again, and returns the change
+// as failed with the target's error as the reason. Other errors are returned.
+func (b *Batch) ApplyIsolated(ctx context.Context, ev *change.Event) (Result, error) {
+	if err := b.Flush(ctx); err != nil {
+		return Result{}, err
+	}
+	if _, err := b.tx.Exec(ctx, "SAVEPOINT changesync_change"); err != nil {
+		return Result{}, fmt.Errorf("set savepoint: %w", err)
+	}
+	res, err := b.Apply(ctx, ev)
+	if err == nil {
+		err = b.Flush(ctx)
+	}
+	if err == nil {
+		if _, err := b.tx.Exec(ctx, "RELEASE SAVEPOINT changesync_change"); err != nil {
+			return Result{}, fmt.Errorf("release savepoint: %w", err)
+		}
+		return res, nil
+	}
+	if !IsTargetRejection(err) {
+		return Result{}, err
+	}
+	b.queued = nil
+	if _, rbErr := b.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT changesync_change"); rbErr != nil {
+		return Result{}, fmt.Errorf("roll back to savepoint after %w: %w", err, rbErr)
+	}
+	clear(b.rows)
+	failed := Result{Status: change.StatusFailed, Reason: "the target rejected the change: " + err.Error()}
+	if p, planErr := b.a.plan(ev.Relation); planErr == nil {
+		failed.Target = p.target.Name
+	}
+	failed.RowKey, _ = b.a.RowKey(ev)
+	return failed, nil
+}
+
+// IsTargetRejection reports whether err is the target refusing a change for its data: a
+// data exception (SQLSTATE class 22), a constraint violation (class 23) or an error
+// raised by a trigger (class P0). Retrying the same change cannot succeed.
+func IsTargetRejection(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "P0":
+		return true
+	}
+	return false
+}

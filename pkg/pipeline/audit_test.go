@@ -81,3 +81,24 @@ func TestSyncLogsChangesNotSynced(t *testing.T) {
 		ON c.id = l.change_event_id WHERE c.change_type = 'truncate'`, "{}")
 	e.wantRows("SELECT count(*) FROM items", "0")
 }
+
+func TestSyncRecordsChangeTargetRejects(t *testing.T) {
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE items (id int PRIMARY KEY, qty int, note text)",
+		targetDDL: "CREATE TABLE items (id int PRIMARY KEY, qty int CONSTRAINT qty_small CHECK (qty < 100), note text)",
+		specs:     []apply.TableSpec{{Source: table("public", "items")}},
+	})
+	e.exec(`INSERT INTO items VALUES (1, 1, 'a'), (2, 500, 'too many'), (3, 3, 'c')`)
+	e.exec(`UPDATE items SET note = 'c2' WHERE id = 3`)
+	e.sync()
+
+	e.wantRows("SELECT id, qty, note FROM items ORDER BY id", "1 | 1 | a", "3 | 3 | c2")
+	e.wantRows(`SELECT row_key, status, error LIKE '%qty_small%' FROM changesync.change_events
+		WHERE table_name = 'public.items' ORDER BY source_lsn, seq`,
+		"1 | synced | ∅", "2 | failed | t", "3 | synced | ∅", "3 | synced | ∅")
+
+	// Later batches go back to the fast path.
+	e.exec(`INSERT INTO items VALUES (4, 4, 'd')`)
+	e.sync()
+	e.sameRows("SELECT * FROM items WHERE id <> 2 ORDER BY id")
+}

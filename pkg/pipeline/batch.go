@@ -28,7 +28,10 @@ type audit struct {
 // audit rows and the checkpoint in one target transaction. Then it confirms the batch's
 // end LSN to the slot. Transactions at or below the checkpoint were applied before and
 // are skipped.
-func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx) error {
+//
+// With isolate, each change is applied and sent on its own, and a change the target
+// rejects for its data is recorded as failed instead of failing the batch.
+func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx, isolate bool) error {
 	last := batch[len(batch)-1]
 	fresh := make([]*change.Tx, 0, len(batch))
 	for _, tx := range batch {
@@ -48,13 +51,15 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx) error {
 	defer dbtx.Rollback(ctx)
 
 	b := p.applier.Begin(dbtx)
-	if err := b.Prefetch(ctx, configuredEvents(p.applier, fresh)); err != nil {
-		return err
+	if !isolate {
+		if err := b.Prefetch(ctx, configuredEvents(p.applier, fresh)); err != nil {
+			return err
+		}
 	}
 	now := time.Now().UTC()
 	var rows audit
 	for _, tx := range fresh {
-		if err := p.applyTx(ctx, b, tx, now, &rows); err != nil {
+		if err := p.applyTx(ctx, b, tx, now, &rows, isolate); err != nil {
 			return err
 		}
 	}
@@ -125,7 +130,9 @@ func configuredEvents(a *apply.Applier, txs []*change.Tx) []change.Event {
 
 // applyTx decides on and applies each event of one source transaction and collects its
 // audit rows. Events of tables that are published but not configured are ignored.
-func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, now time.Time, rows *audit) error {
+func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, now time.Time, rows *audit,
+	isolate bool,
+) error {
 	for i := range tx.Events {
 		ev := &tx.Events[i]
 		if ev.Relation == nil || p.applier.Spec(ev.Relation.Table) == nil {
@@ -135,7 +142,12 @@ func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, n
 		res := apply.Result{Status: statusOf(dec.Verdict)}
 		if dec.Verdict == change.Approve {
 			var err error
-			if res, err = b.Apply(ctx, ev); err != nil {
+			if isolate {
+				res, err = b.ApplyIsolated(ctx, ev)
+			} else {
+				res, err = b.Apply(ctx, ev)
+			}
+			if err != nil {
 				return fmt.Errorf("apply %s change %s of %s: %w", ev.Op, ev.ID, ev.Relation.Table, err)
 			}
 		}

@@ -171,13 +171,24 @@ func (p *Pipeline) commitWithRetry(ctx, group context.Context, batch []*change.T
 	work := context.WithoutCancel(ctx)
 	policy := backoff.NewExponentialBackOff()
 	policy.MaxInterval = 30 * time.Second
+	isolate := false
 	for attempt := 1; ; attempt++ {
-		err := p.commitBatch(work, batch)
+		err := p.commitBatch(work, batch, isolate)
 		if err == nil {
 			return nil
 		}
 		if errors.Is(err, errPermanent) {
 			return err
+		}
+		if !isolate && apply.IsTargetRejection(err) {
+			// Applying the batch change by change finds the change the target rejects,
+			// records it as failed and lets the others through.
+			// TODO: hold it instead and block later changes of its row, once held
+			// changes can be released.
+			isolate = true
+			p.log.Warn("the target rejected a change of the batch; applying it change by change",
+				"pipeline", p.cfg.Name, "first_lsn", batch[0].CommitLSN.String(), "error", err)
+			continue
 		}
 		delay := policy.NextBackOff()
 		p.log.Error("batch not committed; retrying", "pipeline", p.cfg.Name, "attempt", attempt,
