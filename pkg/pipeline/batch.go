@@ -110,7 +110,7 @@ func (p *Pipeline) logUnsynced(ctx context.Context, rows *audit) {
 			reason = ev.Error.String
 		}
 		p.log.Log(ctx, level, "change not synced", "pipeline", p.cfg.Name, "status", string(ev.Status),
-			"event_id", ev.ID.String(), "table", ev.TableName, "row_key", ev.RowKey,
+			"change_id", ev.ID.String(), "table", ev.TableName, "row_key", ev.RowKey,
 			"change_type", string(ev.ChangeType), "reason", reason, "decided_by", ev.DecidedBy.String)
 	}
 }
