@@ -125,7 +125,7 @@ func (a *Applier) plan(rel *change.Relation) (*plan, error) {
 
 // Begin starts a batch of writes inside the target transaction tx.
 func (a *Applier) Begin(tx pgx.Tx) *Batch {
-	return &Batch{a: a, tx: tx, rows: map[string]*rowState{}}
+	return &Batch{a: a, tx: tx, rows: map[string]*rowState{}, truncated: map[*(*change.Relation)]bool{}}
 }
 
 // RowKey returns the row key of an event's source row in change_events.row_key form:

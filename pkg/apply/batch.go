@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -48,6 +49,17 @@ type Batch struct {
 	tx     pgx.Tx
 	rows   map[string]*rowState
 	queued []write
+	// truncated records the source TRUNCATE messages already applied, by truncateGroup.
+	truncated map[*(*change.Relation)]bool
+}
+
+// truncateGroup identifies the source TRUNCATE message of a truncate event: the events
+// of one message share their Truncated slice.
+func truncateGroup(ev *change.Event) *(*change.Relation) {
+	if len(ev.Truncated) == 0 {
+		return nil
+	}
+	return &ev.Truncated[0]
 }
 
 // Apply maps one event to its target and queues the writes that bring the target row to
@@ -72,7 +84,7 @@ func (b *Batch) Apply(ctx context.Context, ev *change.Event) (Result, error) {
 	case change.OpDelete:
 		err = b.delete(ctx, p, ev, &res)
 	case change.OpTruncate:
-		err = b.truncate(p, &res)
+		err = b.truncate(p, ev, &res)
 	default:
 		res.Status, res.Reason = change.StatusFailed, fmt.Sprintf("unknown operation %q", ev.Op)
 	}
@@ -200,11 +212,36 @@ func (b *Batch) delete(ctx context.Context, p *plan, ev *change.Event, res *Resu
 	return nil
 }
 
-func (b *Batch) truncate(p *plan, res *Result) error {
+// truncate applies a TRUNCATE per the table's policy. The tables of one source TRUNCATE
+// whose policy is apply are truncated by one statement, with RESTART IDENTITY when the
+// source used it, so that foreign keys between them do not stop it. CASCADE is not
+// passed on, because on the target it could empty tables that changesync does not sync.
+func (b *Batch) truncate(p *plan, ev *change.Event, res *Result) error {
 	switch p.spec.Truncate {
 	case "apply":
-		b.queue("TRUNCATE "+p.target.Name.Sanitize(), nil, -1, "truncate "+p.target.Name.String())
-		b.forgetTable(p.target.Name)
+		if group := truncateGroup(ev); !b.truncated[group] {
+			b.truncated[group] = true
+			rels := ev.Truncated
+			if len(rels) == 0 {
+				rels = []*change.Relation{ev.Relation}
+			}
+			var names []string
+			for _, rel := range rels {
+				other, err := b.a.plan(rel)
+				if err != nil || other.spec.Truncate != "apply" {
+					continue
+				}
+				if name := other.target.Name.Sanitize(); !slices.Contains(names, name) {
+					names = append(names, name)
+				}
+				b.forgetTable(other.target.Name)
+			}
+			sql := "TRUNCATE " + strings.Join(names, ", ")
+			if ev.TruncateRestart {
+				sql += " RESTART IDENTITY"
+			}
+			b.queue(sql, nil, -1, "truncate "+strings.Join(names, ", "))
+		}
 		// An empty diff gives the truncate its sync_log row, so the log of the target
 		// table shows when it was emptied.
 		res.Status, res.Diff = change.StatusSynced, []byte("{}")
@@ -424,6 +461,7 @@ func (b *Batch) ApplyIsolated(ctx context.Context, ev *change.Event) (Result, er
 		return Result{}, fmt.Errorf("roll back to savepoint after %w: %w", err, rbErr)
 	}
 	clear(b.rows)
+	clear(b.truncated)
 	failed := Result{Status: change.StatusFailed, Reason: "the target rejected the change: " + err.Error()}
 	if p, planErr := b.a.plan(ev.Relation); planErr == nil {
 		failed.Target = p.target.Name
@@ -432,16 +470,17 @@ func (b *Batch) ApplyIsolated(ctx context.Context, ev *change.Event) (Result, er
 	return failed, nil
 }
 
-// IsTargetRejection reports whether err is the target refusing a change for its data: a
-// data exception (SQLSTATE class 22), a constraint violation (class 23) or an error
-// raised by a trigger (class P0). Retrying the same change cannot succeed.
+// IsTargetRejection reports whether err is the target refusing a change for its data or
+// its schema: an unsupported feature such as a TRUNCATE of a referenced table (SQLSTATE
+// class 0A), a data exception (22), a constraint violation (23) or an error raised by a
+// trigger (P0). Retrying the same change cannot succeed.
 func IsTargetRejection(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
 		return false
 	}
 	switch pgErr.Code[:2] {
-	case "22", "23", "P0":
+	case "0A", "22", "23", "P0":
 		return true
 	}
 	return false

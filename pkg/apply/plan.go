@@ -79,10 +79,17 @@ func (p *plan) resolveKey() error {
 			"cannot be matched on the target: add a primary key or set tables[].key", p.rel.Table)
 	}
 	if p.rel.ReplicaIdentity == 'f' && len(p.spec.Key) == 0 && len(p.key) == len(p.rel.Columns) {
-		// TODO: match rows of REPLICA IDENTITY FULL tables without a key by all their
-		// columns, changing exactly one row per source change.
-		return fmt.Errorf("table %s uses REPLICA IDENTITY FULL without a primary key, which "+
-			"is not supported yet: add a primary key or set tables[].key", p.rel.Table)
+		// With REPLICA IDENTITY FULL every column is flagged as key, so the rows are
+		// matched by the target's primary key or another unique key that the source
+		// columns fill.
+		p.key = p.targetUniqueKey()
+		if p.key == nil {
+			// TODO: match rows of REPLICA IDENTITY FULL tables without a key by all their
+			// columns, changing exactly one row per source change.
+			return fmt.Errorf("table %s uses REPLICA IDENTITY FULL and target %s has no primary "+
+				"or unique key that its columns fill, which is not supported yet: add a primary key "+
+				"or set tables[].key", p.rel.Table, p.target.Name)
+		}
 	}
 
 	for _, i := range p.key {
@@ -121,4 +128,25 @@ func (p *plan) whereKey(first int) string {
 		fmt.Fprintf(&b, "%s = $%d", pgx.Identifier{c.Name}.Sanitize(), first+j)
 	}
 	return b.String()
+}
+
+// targetUniqueKey returns the relation positions of the columns that fill the target's
+// primary key, or else its first unique key whose columns all come from the source, or
+// nil.
+func (p *plan) targetUniqueKey() []int {
+	for _, key := range p.target.uniqueKeys {
+		var positions []int
+		for _, col := range key {
+			for _, c := range p.cols {
+				if c.target.Name == col {
+					positions = append(positions, c.source)
+					break
+				}
+			}
+		}
+		if len(positions) == len(key) {
+			return positions
+		}
+	}
+	return nil
 }

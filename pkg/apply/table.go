@@ -107,7 +107,8 @@ const uniqueKeysSQL = `SELECT array_agg(a.attname ORDER BY k.ord)
  CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
  WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
- GROUP BY i.indexrelid`
+ GROUP BY i.indexrelid, i.indisprimary
+ ORDER BY i.indisprimary DESC, count(*), i.indexrelid`
 
 // loadTarget reads a target table's columns and unique keys from the target catalog.
 func loadTarget(ctx context.Context, q Querier, name change.TableName) (*targetTable, error) {

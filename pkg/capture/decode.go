@@ -197,7 +197,9 @@ func (d *decoder) delete(m *pglogrepl.DeleteMessage) error {
 	return nil
 }
 
-// truncate records one event for the kept relations of a TRUNCATE.
+// truncate records one event per kept relation of a TRUNCATE, so that each table's
+// truncate is decided and audited on its own. Every event lists all the relations, which
+// lets the applier truncate together the tables that reference each other.
 func (d *decoder) truncate(m *pglogrepl.TruncateMessage) error {
 	var rels []*change.Relation
 	for _, oid := range m.RelationIDs {
@@ -212,12 +214,14 @@ func (d *decoder) truncate(m *pglogrepl.TruncateMessage) error {
 	if len(rels) == 0 {
 		return nil
 	}
-	d.tx.Events = append(d.tx.Events, change.Event{
-		Op: change.OpTruncate, Relation: rels[0],
-		Truncated:       rels,
-		TruncateCascade: m.Option&pglogrepl.TruncateOptionCascade != 0,
-		TruncateRestart: m.Option&pglogrepl.TruncateOptionRestartIdentity != 0,
-	})
+	for _, rel := range rels {
+		d.tx.Events = append(d.tx.Events, change.Event{
+			Op: change.OpTruncate, Relation: rel,
+			Truncated:       rels,
+			TruncateCascade: m.Option&pglogrepl.TruncateOptionCascade != 0,
+			TruncateRestart: m.Option&pglogrepl.TruncateOptionRestartIdentity != 0,
+		})
+	}
 	return nil
 }
 

@@ -152,25 +152,27 @@ func TestStreamTruncate(t *testing.T) {
 
 	f.exec(`TRUNCATE public.items, public.other, public.unlisted RESTART IDENTITY CASCADE`)
 	tx := s.next()
-	if len(tx.Events) != 1 {
-		t.Fatalf("events = %d, want one truncate event", len(tx.Events))
+	if len(tx.Events) != 2 {
+		t.Fatalf("events = %d, want one truncate event per configured table", len(tx.Events))
 	}
-	ev := tx.Events[0]
-	if ev.Op != change.OpTruncate {
-		t.Errorf("op = %s, want truncate", ev.Op)
-	}
-	var names []string
-	for _, rel := range ev.Truncated {
-		names = append(names, rel.Table.String())
-	}
-	if !slices.Equal(names, []string{"public.items", "public.other"}) {
-		t.Errorf("truncated = %v, want the two configured tables", names)
-	}
-	if ev.Relation != ev.Truncated[0] {
-		t.Error("Relation is not the first truncated relation")
-	}
-	if !ev.TruncateCascade || !ev.TruncateRestart {
-		t.Errorf("cascade %v, restart %v; want both", ev.TruncateCascade, ev.TruncateRestart)
+	for i, want := range []string{"public.items", "public.other"} {
+		ev := tx.Events[i]
+		if ev.Op != change.OpTruncate {
+			t.Errorf("event %d: op = %s, want truncate", i, ev.Op)
+		}
+		if got := ev.Relation.Table.String(); got != want {
+			t.Errorf("event %d: relation %s, want %s", i, got, want)
+		}
+		var names []string
+		for _, rel := range ev.Truncated {
+			names = append(names, rel.Table.String())
+		}
+		if !slices.Equal(names, []string{"public.items", "public.other"}) {
+			t.Errorf("event %d: truncated = %v, want the two configured tables", i, names)
+		}
+		if !ev.TruncateCascade || !ev.TruncateRestart {
+			t.Errorf("event %d: cascade %v, restart %v; want both", i, ev.TruncateCascade, ev.TruncateRestart)
+		}
 	}
 }
 

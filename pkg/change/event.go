@@ -34,7 +34,8 @@ type Event struct {
 	OldKeyOnly bool
 	// New is the new tuple of an INSERT or UPDATE.
 	New Tuple
-	// Truncated lists the relations of a TRUNCATE; Relation is the first of them.
+	// Truncated lists all the relations of the TRUNCATE message that produced a truncate
+	// event; Relation is the one this event is about.
 	Truncated       []*Relation
 	TruncateCascade bool
 	TruncateRestart bool

@@ -216,7 +216,7 @@ func (e *syncEnv) sameRows(query string) {
 			g = got[i]
 		}
 		if w != g {
-			e.t.Errorf("row %d:\n  source: %s\n  target: %s", i, w, g)
+			e.t.Errorf("row %d:\n  source: %s\n  target: %s", i, clip(w), clip(g))
 		}
 	}
 }
@@ -265,4 +265,12 @@ func TestPrepareKeepsSharedPublication(t *testing.T) {
 	if want := []string{"cs_marker", "items", "other"}; !slices.Equal(got, want) {
 		t.Errorf("publication cs_pub has tables %q, want %q", got, want)
 	}
+}
+
+// clip shortens a row for a failure message.
+func clip(row string) string {
+	if len(row) <= 300 {
+		return row
+	}
+	return row[:300] + fmt.Sprintf("… (%d bytes)", len(row))
 }

@@ -256,9 +256,8 @@ func checkIdentity(is *issues, i int, spec *config.Table, t *sourceTable) {
 
 	switch {
 	case t.identity == "f" && len(spec.Key) == 0 && t.primaryKey != nil && !t.deferrable:
-		is.fail("has REPLICA IDENTITY FULL and no configured key, which changesync cannot match "+
-			"target rows by", fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY DEFAULT to use the "+
-			"primary key, or set tables[%d].key", table, i))
+		// The applier matches rows by the target's primary or unique key, which the
+		// target checks require.
 	case t.identity == "f" && len(spec.Key) == 0:
 		is.fail("has REPLICA IDENTITY FULL and no configured key, which changesync cannot match "+
 			"target rows by", fmt.Sprintf("set tables[%d].key to the columns that identify a row", i))

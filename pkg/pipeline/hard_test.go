@@ -1,0 +1,202 @@
+package pipeline_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/datasense/changesync/pkg/apply"
+)
+
+// bigValue is an SQL expression for a text value of about 40 kB that does not compress,
+// so that with STORAGE EXTERNAL it is stored out of line and pgoutput sends it as
+// unchanged when an UPDATE does not touch it.
+const bigValue = `(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 1200) g)`
+
+func TestSyncUnchangedToast(t *testing.T) {
+	for _, identity := range []string{"DEFAULT", "FULL"} {
+		t.Run(identity, func(t *testing.T) {
+			ddl := `CREATE TABLE docs (id int PRIMARY KEY, title text, body text);
+				ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+				ALTER TABLE docs REPLICA IDENTITY ` + identity
+			e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "docs")}}})
+			e.exec(`INSERT INTO docs VALUES (1, 'a', ` + bigValue + `), (2, 'b', ` + bigValue + `)`)
+			e.sync()
+			e.exec(`UPDATE docs SET title = 'a2' WHERE id = 1`)
+			// The target lost row 2, so the update must insert it: with FULL the old tuple
+			// has the body, with DEFAULT the insert cannot be complete.
+			e.execOn(e.dst, `DELETE FROM docs WHERE id = 2`)
+			e.exec(`UPDATE docs SET title = 'b2' WHERE id = 2`)
+			e.sync()
+
+			e.wantRows("SELECT id, title, length(body) FROM docs WHERE id = 1", "1 | a2 | 38400")
+			e.wantRows(`SELECT string_agg(k, ',') FROM changesync.sync_log l
+				JOIN changesync.change_events c ON c.id = l.change_event_id, jsonb_object_keys(l.diff) k
+				WHERE c.table_name = 'public.docs' AND c.row_key = '1' AND c.change_type = 'update'`, "title")
+			e.wantRows(`SELECT count(*) FROM changesync.change_events WHERE row_key = '1'
+				AND change_type = 'update' AND new_data ? 'body'`, "0")
+			if identity == "FULL" {
+				e.sameRows("SELECT * FROM docs ORDER BY id")
+			} else {
+				e.wantRows(`SELECT status, error LIKE '%unchanged TOAST%' FROM changesync.change_events
+					WHERE row_key = '2' AND change_type = 'update'`, "failed | t")
+			}
+		})
+	}
+}
+
+func TestSyncInsertThenPartialUpdatesInOneTransaction(t *testing.T) {
+	ddl := `CREATE TABLE docs (id int PRIMARY KEY, title text, body text, n int);
+		ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "docs")}}})
+	e.exec(`BEGIN;
+		INSERT INTO docs VALUES (1, 'a', ` + bigValue + `, 0);
+		UPDATE docs SET title = 'a2' WHERE id = 1;
+		UPDATE docs SET n = 1 WHERE id = 1;
+		COMMIT;
+		INSERT INTO docs VALUES (2, 'b', ` + bigValue + `, 0);
+		UPDATE docs SET n = 2 WHERE id = 2;
+		UPDATE docs SET title = 'b2' WHERE id = 2`)
+	e.sync()
+	e.sameRows("SELECT * FROM docs ORDER BY id")
+}
+
+func TestSyncKeyChanges(t *testing.T) {
+	ddl := `CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b))`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "pairs")}}})
+	e.exec(`INSERT INTO pairs VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'z')`)
+	e.sync()
+	e.exec(`UPDATE pairs SET b = 3 WHERE a = 1 AND b = 1;
+		BEGIN;
+		UPDATE pairs SET a = 9 WHERE a = 1 AND b = 2;
+		UPDATE pairs SET a = 1 WHERE a = 2 AND b = 1;
+		UPDATE pairs SET a = 2 WHERE a = 9 AND b = 2;
+		COMMIT;
+		UPDATE pairs SET a = a + 10, v = v || '!'`)
+	e.sync()
+	e.sameRows("SELECT * FROM pairs ORDER BY a, b")
+	e.wantRows("SELECT count(*) FROM pairs", "3")
+}
+
+func TestSyncSameRowManyTimesInOneTransaction(t *testing.T) {
+	ddl := `CREATE TABLE c (id int PRIMARY KEY, v int)`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "c")}}})
+	e.exec(`BEGIN;
+		INSERT INTO c VALUES (1, 1);
+		UPDATE c SET v = 2 WHERE id = 1;
+		DELETE FROM c WHERE id = 1;
+		INSERT INTO c VALUES (1, 3);
+		UPDATE c SET v = v + 1 WHERE id = 1;
+		COMMIT`)
+	e.sync()
+	e.wantRows("SELECT * FROM c", "1 | 4")
+	e.wantRows(`SELECT string_agg(change_type::text, ',' ORDER BY seq) FROM changesync.change_events
+		WHERE table_name = 'public.c'`, "insert,update,delete,insert,update")
+}
+
+func TestSyncQuotedIdentifiers(t *testing.T) {
+	ddl := `CREATE SCHEMA "Sales.EU";
+		CREATE TABLE "Sales.EU"."Order Lines" ("Id" int PRIMARY KEY, "select" text, "unit-price" numeric, "Note" text);
+		CREATE TABLE "Sales.EU"."order lines" (id int PRIMARY KEY, "select" text);
+		CREATE TABLE public."Order Lines" ("Id" int PRIMARY KEY, "select" text, "unit-price" numeric, "Note" text)`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{
+		{Source: table("Sales.EU", "Order Lines")},
+		{Source: table("Sales.EU", "order lines")},
+		{Source: table("public", "Order Lines")},
+	}})
+	e.exec(`INSERT INTO "Sales.EU"."Order Lines" VALUES (1, 'a', 1.5, 'N');
+		INSERT INTO "Sales.EU"."order lines" VALUES (1, 'lower');
+		INSERT INTO public."Order Lines" VALUES (1, 'public', 2, NULL);
+		UPDATE "Sales.EU"."Order Lines" SET "unit-price" = 3, "select" = 'b' WHERE "Id" = 1;
+		UPDATE "Sales.EU"."Order Lines" SET "Id" = 2 WHERE "Id" = 1;
+		DELETE FROM "Sales.EU"."order lines"`)
+	e.sync()
+	e.sameRows(`SELECT * FROM "Sales.EU"."Order Lines"`)
+	e.sameRows(`SELECT * FROM "Sales.EU"."order lines"`)
+	e.sameRows(`SELECT * FROM public."Order Lines"`)
+}
+
+func TestSyncInterleavedTransactionsFollowCommitOrder(t *testing.T) {
+	ddl := `CREATE TABLE c (id int PRIMARY KEY, v text)`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "c")}}})
+	e.exec(`INSERT INTO c VALUES (1, 'start')`)
+	e.sync()
+
+	// The first transaction starts earlier and writes first, but commits last.
+	early := checkingConn(t, e.srcURL)
+	e.execOn(early, `BEGIN; INSERT INTO c VALUES (2, 'early'); UPDATE c SET v = 'early' WHERE id = 1`)
+	// It locks row 1, so the later transaction touches another row.
+	e.exec(`INSERT INTO c VALUES (3, 'late'); UPDATE c SET v = 'late' WHERE id = 3`)
+	e.execOn(early, `UPDATE c SET v = 'early-again' WHERE id = 3; COMMIT`)
+	e.sync()
+	e.sameRows("SELECT * FROM c ORDER BY id")
+	e.wantRows("SELECT v FROM c WHERE id = 3", "early-again")
+}
+
+func TestSyncTruncateCascadeAndRestartIdentity(t *testing.T) {
+	ddl := `CREATE TABLE parent (id int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, v text);
+		CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent)`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{
+		{Source: table("public", "parent"), Truncate: "apply"},
+		{Source: table("public", "child"), Truncate: "apply"},
+	}})
+	e.exec(`INSERT INTO parent (v) VALUES ('a'), ('b'); INSERT INTO child VALUES (1, 1)`)
+	e.sync()
+	e.exec(`TRUNCATE parent RESTART IDENTITY CASCADE; INSERT INTO parent (v) VALUES ('c')`)
+	e.sync()
+	e.sameRows("SELECT * FROM parent ORDER BY id")
+	e.sameRows("SELECT * FROM child ORDER BY id")
+	got := e.targetRows(`SELECT string_agg(table_name, ',' ORDER BY table_name) FROM changesync.change_events
+		WHERE change_type = 'truncate' AND status = 'synced'`)
+	if len(got) != 1 || got[0] != "public.child,public.parent" {
+		t.Errorf("synced truncates = %q, want one per table", got)
+	}
+}
+
+func TestSyncTruncateHeldByDefault(t *testing.T) {
+	ddl := `CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY)`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{
+		{Source: table("public", "a"), Truncate: "hold"},
+		{Source: table("public", "b"), Truncate: "ignore"},
+	}})
+	e.exec(`INSERT INTO a VALUES (1); INSERT INTO b VALUES (1)`)
+	e.sync()
+	e.exec(`TRUNCATE a, b`)
+	e.sync()
+	e.wantRows("SELECT count(*) FROM a", "1")
+	e.wantRows("SELECT count(*) FROM b", "1")
+	e.wantRows(`SELECT table_name, status FROM changesync.change_events WHERE change_type = 'truncate'
+		ORDER BY table_name`, "public.a | held", "public.b | skipped")
+}
+
+func TestSyncIgnoresPublishedTablesNotConfigured(t *testing.T) {
+	ddl := `CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE extra (id int PRIMARY KEY)`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "a")}}})
+	e.exec(`ALTER PUBLICATION cs_pub ADD TABLE extra; INSERT INTO extra VALUES (1); INSERT INTO a VALUES (1)`)
+	e.sync()
+	e.wantRows("SELECT count(*) FROM extra", "0")
+	e.wantRows("SELECT count(*) FROM a", "1")
+	e.wantRows("SELECT count(*) FROM changesync.change_events WHERE table_name = 'public.extra'", "0")
+}
+
+func TestSyncSourceColumnsChangeMidStream(t *testing.T) {
+	ddl := `CREATE TABLE p (id int PRIMARY KEY, a text, b int)`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "p")}}})
+	e.exec(`INSERT INTO p VALUES (1, 'x', 1)`)
+	e.sync()
+	// Dropping a column shifts the positions of the ones after it; a retyped column
+	// keeps its name; a new column the target lacks is not written.
+	e.exec(`ALTER TABLE p DROP COLUMN a; UPDATE p SET b = 2 WHERE id = 1;
+		ALTER TABLE p ALTER COLUMN b TYPE bigint; UPDATE p SET b = 3000000000 WHERE id = 1`)
+	e.execOn(e.dst, `ALTER TABLE p ALTER COLUMN b TYPE bigint`)
+	e.exec(`ALTER TABLE p ADD COLUMN c text; INSERT INTO p VALUES (2, 5, 'new')`)
+	e.sync()
+	e.wantRows("SELECT id, a, b FROM p ORDER BY id", "1 | x | 3000000000", "2 | ∅ | 5")
+	var failed []string
+	for _, r := range e.targetRows(`SELECT row_key || ' ' || status FROM changesync.change_events
+		WHERE table_name = 'public.p' AND status <> 'synced'`) {
+		failed = append(failed, r)
+	}
+	if len(failed) > 0 {
+		t.Errorf("changes not synced: %s", strings.Join(failed, "; "))
+	}
+}
