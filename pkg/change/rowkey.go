@@ -1,8 +1,8 @@
 package change
 
 import (
-	"slices"
 	"encoding/json"
+	"slices"
 	"strings"
 )
 
