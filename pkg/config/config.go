@@ -162,6 +162,9 @@ type LLM struct {
 	// CacheSize is the number of verdicts kept, keyed by column, operation and value
 	// digest; default 10000, 0 turns the cache off.
 	CacheSize int `yaml:"cache_size"`
+	// Instructions tell the model what to reject or hold, such as "reject notes that
+	// contain a payment card number". Empty means the validate package's default policy.
+	Instructions string `yaml:"instructions"`
 }
 
 // API is the HTTP API.
