@@ -101,6 +101,9 @@ func (r *Reader) createPublication(ctx context.Context, conn *pgx.Conn) error {
 	if len(r.cfg.Tables) > 0 {
 		sql += " FOR TABLE " + tableList(r.cfg.Tables)
 	}
+	// The changes of a partitioned table's partitions, including partitions created
+	// later, arrive as changes of the configured parent.
+	sql += " WITH (publish_via_partition_root = true)"
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		return r.classify("create publication "+r.cfg.Publication, err)
 	}

@@ -200,3 +200,24 @@ func TestSyncSourceColumnsChangeMidStream(t *testing.T) {
 		t.Errorf("changes not synced: %s", strings.Join(failed, "; "))
 	}
 }
+
+func TestSyncPartitionedTable(t *testing.T) {
+	ddl := `CREATE TABLE m (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');
+		CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us')`
+	e := startSync(t, syncSetup{
+		sourceDDL: ddl + `; INSERT INTO m VALUES (1, 'eu', 'before the slot')`,
+		targetDDL: `CREATE TABLE m (id int, region text, v text, PRIMARY KEY (id, region))`,
+		specs:     []apply.TableSpec{{Source: table("public", "m")}},
+		snapshot:  true,
+	})
+	e.exec(`INSERT INTO m VALUES (2, 'eu', 'a'), (3, 'us', 'b');
+		UPDATE m SET v = 'a2' WHERE id = 2;
+		UPDATE m SET region = 'us' WHERE id = 2;
+		CREATE TABLE m_asia PARTITION OF m FOR VALUES IN ('asia');
+		INSERT INTO m VALUES (4, 'asia', 'new partition');
+		DELETE FROM m WHERE id = 3`)
+	e.sync()
+	e.sameRows("SELECT * FROM m ORDER BY id, region")
+	e.wantRows("SELECT DISTINCT table_name FROM changesync.change_events WHERE table_name LIKE 'public.m%'", "public.m")
+}
