@@ -221,3 +221,17 @@ func TestSyncPartitionedTable(t *testing.T) {
 	e.sameRows("SELECT * FROM m ORDER BY id, region")
 	e.wantRows("SELECT DISTINCT table_name FROM changesync.change_events WHERE table_name LIKE 'public.m%'", "public.m")
 }
+
+func TestSyncVeryLargeValue(t *testing.T) {
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE blobs (id int PRIMARY KEY, body text, data bytea, n int)",
+		specs:     []apply.TableSpec{{Source: table("public", "blobs")}},
+	})
+	// About 24 MB of text and 8 MB of bytea in one row.
+	e.exec(`INSERT INTO blobs SELECT 1, string_agg(md5(g::text), ''), decode(string_agg(md5(g::text), ''), 'hex'), 0
+		FROM generate_series(1, 750000) g`)
+	e.exec(`UPDATE blobs SET n = 1`)
+	e.exec(`UPDATE blobs SET body = body || 'x'`)
+	e.sync()
+	e.sameRows("SELECT id, md5(body), length(body), md5(data), n FROM blobs")
+}
