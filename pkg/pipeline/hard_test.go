@@ -1,10 +1,12 @@
 package pipeline_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/datasense/changesync/pkg/apply"
+	"github.com/datasense/changesync/pkg/pgtest"
 )
 
 // bigValue is an SQL expression for a text value of about 40 kB that does not compress,
@@ -234,4 +236,32 @@ func TestSyncVeryLargeValue(t *testing.T) {
 	e.exec(`UPDATE blobs SET body = body || 'x'`)
 	e.sync()
 	e.sameRows("SELECT id, md5(body), length(body), md5(data), n FROM blobs")
+}
+
+func TestSyncSurvivesDroppedConnections(t *testing.T) {
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE c (id int PRIMARY KEY, v int)",
+		specs:     []apply.TableSpec{{Source: table("public", "c")}},
+	})
+	e.exec(`INSERT INTO c SELECT g, 0 FROM generate_series(1, 50) g`)
+	e.sync()
+	admin := checkingConn(t, pgtest.Server(t).URL("postgres"))
+	for round := range 6 {
+		for i := range 20 {
+			e.exec(fmt.Sprintf(`UPDATE c SET v = v + 1 WHERE id = %d`, (round*20+i)%50+1))
+		}
+		// Alternate between the replication connection and the target connections.
+		kill := fmt.Sprintf(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+			WHERE slot_name = '%s'`, e.slot())
+		if round%2 == 1 {
+			kill = fmt.Sprintf(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE datname = '%s' AND backend_type = 'client backend' AND pid <> %d`,
+				e.targetRows("SELECT current_database()")[0], e.dst.PgConn().PID())
+		}
+		e.execOn(admin, kill)
+	}
+	e.sync()
+	e.sameRows("SELECT * FROM c ORDER BY id")
+	e.wantRows(`SELECT count(*), count(DISTINCT (source_lsn, seq)) FROM changesync.change_events
+		WHERE table_name = 'public.c'`, "170 | 170")
 }

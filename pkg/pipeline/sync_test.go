@@ -86,7 +86,7 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 		t.Fatal(err)
 	}
 	reader, err := capture.New(capture.Config{
-		URL: e.srcURL, Publication: "cs_pub", Slot: "cs_slot", Tables: tables,
+		URL: e.srcURL, Publication: "cs_pub", Slot: e.slot(), Tables: tables,
 		StatusInterval: time.Second, Heartbeat: time.Second,
 	})
 	if err != nil {
@@ -96,7 +96,7 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 	if setup.log != nil {
 		opts = append(opts, pipeline.WithLogger(setup.log))
 	}
-	p := pipeline.New(pipeline.Config{Name: "test", Slot: "cs_slot"}, reader, applier, st, opts...)
+	p := pipeline.New(pipeline.Config{Name: "test", Slot: e.slot()}, reader, applier, st, opts...)
 	err = p.Prepare(ctx, reader, pipeline.PrepareConfig{SourceURL: e.srcURL, Snapshot: setup.snapshot, Tables: tables})
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +108,12 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 		st.Close()
 	}()
 	t.Cleanup(func() { e.stopPipeline() })
+}
+
+// slot returns the test's slot name: the source database's name, because slots are
+// shared by all databases of a server, which other test packages may use at once.
+func (e *syncEnv) slot() string {
+	return rows(e.t, e.src, "SELECT current_database()")[0]
 }
 
 // stopPipeline stops the pipeline and returns the error it ended with.
