@@ -277,15 +277,35 @@ type Checkpoint struct {
 type Outbox struct {
 	ID uuid.UUID `json:"id"`
 	// Kind of notification, which dispatchers route on.
-	EventType     string             `json:"event_type"`
-	Payload       json.RawMessage    `json:"payload"`
-	CreatedAt     pgtype.Timestamptz `json:"created_at"`
+	EventType string             `json:"event_type"`
+	Payload   json.RawMessage    `json:"payload"`
+	CreatedAt pgtype.Timestamptz `json:"created_at"`
+	// Unused since per-destination attempts moved to outbox_deliveries.attempts.
 	Attempts      pgtype.Int4        `json:"attempts"`
 	NextAttemptAt pgtype.Timestamptz `json:"next_attempt_at"`
-	DeliveredAt   pgtype.Timestamptz `json:"delivered_at"`
+	// Set once every matching destination acknowledged the event, or at routing when none matched.
+	DeliveredAt pgtype.Timestamptz `json:"delivered_at"`
 	// Set when the dispatcher gave up on the row after its last attempt.
 	FailedAt  pgtype.Timestamptz `json:"failed_at"`
 	LastError pgtype.Text        `json:"last_error"`
+	// Set when the dispatcher created the delivery rows of the event, one per matching destination.
+	RoutedAt pgtype.Timestamptz `json:"routed_at"`
+}
+
+// One row per outbox event and destination that wants it.
+type OutboxDelivery struct {
+	OutboxID uuid.UUID `json:"outbox_id"`
+	// Name of the destination in the notify configuration.
+	Destination string `json:"destination"`
+	// Sends tried so far, acknowledged or not.
+	Attempts      int32     `json:"attempts"`
+	NextAttemptAt time.Time `json:"next_attempt_at"`
+	// Set when the destination acknowledged the event.
+	DeliveredAt pgtype.Timestamptz `json:"delivered_at"`
+	// Set when the dispatcher gave up after the last attempt, or when the destination was removed from the configuration.
+	FailedAt pgtype.Timestamptz `json:"failed_at"`
+	// Error of the last failed attempt, with secrets and URLs of the destination removed.
+	LastError pgtype.Text `json:"last_error"`
 }
 
 // One row per table copied by an initial snapshot.

@@ -8,7 +8,170 @@ package dbgen
 import (
 	"context"
 	"encoding/json"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
+
+const claimDeliveries = `-- name: ClaimDeliveries :many
+SELECT d.outbox_id, d.attempts, o.event_type, o.payload
+FROM outbox_deliveries d
+JOIN outbox o ON o.id = d.outbox_id
+WHERE d.destination = $1
+  AND d.delivered_at IS NULL
+  AND d.failed_at IS NULL
+  AND d.next_attempt_at <= now()
+ORDER BY d.next_attempt_at, o.created_at, d.outbox_id
+LIMIT $2
+FOR UPDATE OF d SKIP LOCKED
+`
+
+type ClaimDeliveriesParams struct {
+	Destination string `json:"destination"`
+	MaxRows     int32  `json:"max_rows"`
+}
+
+type ClaimDeliveriesRow struct {
+	OutboxID  uuid.UUID       `json:"outbox_id"`
+	Attempts  int32           `json:"attempts"`
+	EventType string          `json:"event_type"`
+	Payload   json.RawMessage `json:"payload"`
+}
+
+// Locks the due deliveries of one destination, oldest first, for the rest of the
+// transaction. Rows another dispatcher holds are skipped, so no two dispatchers send the
+// same delivery at once.
+func (q *Queries) ClaimDeliveries(ctx context.Context, arg ClaimDeliveriesParams) ([]ClaimDeliveriesRow, error) {
+	rows, err := q.db.Query(ctx, claimDeliveries, arg.Destination, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ClaimDeliveriesRow
+	for rows.Next() {
+		var i ClaimDeliveriesRow
+		if err := rows.Scan(
+			&i.OutboxID,
+			&i.Attempts,
+			&i.EventType,
+			&i.Payload,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const countPendingDeliveries = `-- name: CountPendingDeliveries :many
+SELECT destination, count(*) AS pending
+FROM outbox_deliveries
+WHERE delivered_at IS NULL AND failed_at IS NULL
+GROUP BY destination
+`
+
+type CountPendingDeliveriesRow struct {
+	Destination string `json:"destination"`
+	Pending     int64  `json:"pending"`
+}
+
+func (q *Queries) CountPendingDeliveries(ctx context.Context) ([]CountPendingDeliveriesRow, error) {
+	rows, err := q.db.Query(ctx, countPendingDeliveries)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CountPendingDeliveriesRow
+	for rows.Next() {
+		var i CountPendingDeliveriesRow
+		if err := rows.Scan(&i.Destination, &i.Pending); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const countPendingOutbox = `-- name: CountPendingOutbox :one
+SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL
+`
+
+func (q *Queries) CountPendingOutbox(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, countPendingOutbox)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const failRemovedDestinations = `-- name: FailRemovedDestinations :execrows
+UPDATE outbox_deliveries
+SET failed_at = now(), last_error = 'destination removed from the notify configuration'
+WHERE delivered_at IS NULL
+  AND failed_at IS NULL
+  AND NOT destination = ANY($1::text[])
+`
+
+// Gives up on the pending deliveries of destinations that are no longer configured, which
+// would otherwise stay pending for ever.
+func (q *Queries) FailRemovedDestinations(ctx context.Context, configured []string) (int64, error) {
+	result, err := q.db.Exec(ctx, failRemovedDestinations, configured)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const finishOutbox = `-- name: FinishOutbox :execrows
+UPDATE outbox o
+SET delivered_at = CASE WHEN f.failed THEN NULL ELSE now() END,
+    failed_at = CASE WHEN f.failed THEN now() ELSE NULL END
+FROM (
+    SELECT p.id, EXISTS (
+        SELECT 1 FROM outbox_deliveries d WHERE d.outbox_id = p.id AND d.failed_at IS NOT NULL
+    ) AS failed
+    FROM outbox p
+    WHERE p.routed_at IS NOT NULL
+      AND p.delivered_at IS NULL
+      AND p.failed_at IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox_deliveries d
+          WHERE d.outbox_id = p.id AND d.delivered_at IS NULL AND d.failed_at IS NULL
+      )
+) f
+WHERE o.id = f.id
+`
+
+// Finishes the routed events whose deliveries are all finished: delivered when every
+// destination acknowledged, failed when at least one gave up.
+func (q *Queries) FinishOutbox(ctx context.Context) (int64, error) {
+	result, err := q.db.Exec(ctx, finishOutbox)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const insertDeliveries = `-- name: InsertDeliveries :exec
+INSERT INTO outbox_deliveries (outbox_id, destination)
+SELECT $1, unnest($2::text[])
+ON CONFLICT DO NOTHING
+`
+
+type InsertDeliveriesParams struct {
+	OutboxID     uuid.UUID `json:"outbox_id"`
+	Destinations []string  `json:"destinations"`
+}
+
+func (q *Queries) InsertDeliveries(ctx context.Context, arg InsertDeliveriesParams) error {
+	_, err := q.db.Exec(ctx, insertDeliveries, arg.OutboxID, arg.Destinations)
+	return err
+}
 
 const insertOutbox = `-- name: InsertOutbox :exec
 INSERT INTO outbox (event_type, payload)
@@ -22,5 +185,140 @@ type InsertOutboxParams struct {
 
 func (q *Queries) InsertOutbox(ctx context.Context, arg InsertOutboxParams) error {
 	_, err := q.db.Exec(ctx, insertOutbox, arg.EventType, arg.Payload)
+	return err
+}
+
+const insertOutboxEvent = `-- name: InsertOutboxEvent :execrows
+INSERT INTO outbox (id, event_type, payload)
+VALUES ($1, $2, $3)
+ON CONFLICT (id) DO NOTHING
+`
+
+type InsertOutboxEventParams struct {
+	ID        uuid.UUID       `json:"id"`
+	EventType string          `json:"event_type"`
+	Payload   json.RawMessage `json:"payload"`
+}
+
+// Writes one notification with the id the caller chose. A replayed event with the same id
+// is ignored, so enqueueing is idempotent.
+func (q *Queries) InsertOutboxEvent(ctx context.Context, arg InsertOutboxEventParams) (int64, error) {
+	result, err := q.db.Exec(ctx, insertOutboxEvent, arg.ID, arg.EventType, arg.Payload)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const lockUnroutedOutbox = `-- name: LockUnroutedOutbox :many
+SELECT id, event_type, payload
+FROM outbox
+WHERE routed_at IS NULL
+ORDER BY created_at, id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+`
+
+type LockUnroutedOutboxRow struct {
+	ID        uuid.UUID       `json:"id"`
+	EventType string          `json:"event_type"`
+	Payload   json.RawMessage `json:"payload"`
+}
+
+// Locks the oldest events that have no delivery rows yet. Rows another dispatcher is
+// routing are skipped.
+func (q *Queries) LockUnroutedOutbox(ctx context.Context, maxRows int32) ([]LockUnroutedOutboxRow, error) {
+	rows, err := q.db.Query(ctx, lockUnroutedOutbox, maxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LockUnroutedOutboxRow
+	for rows.Next() {
+		var i LockUnroutedOutboxRow
+		if err := rows.Scan(&i.ID, &i.EventType, &i.Payload); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const markDelivered = `-- name: MarkDelivered :exec
+UPDATE outbox_deliveries
+SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+WHERE destination = $1 AND outbox_id = ANY($2::uuid[])
+`
+
+type MarkDeliveredParams struct {
+	Destination string      `json:"destination"`
+	Batch       []uuid.UUID `json:"batch"`
+}
+
+func (q *Queries) MarkDelivered(ctx context.Context, arg MarkDeliveredParams) error {
+	_, err := q.db.Exec(ctx, markDelivered, arg.Destination, arg.Batch)
+	return err
+}
+
+const markDeliveryFailed = `-- name: MarkDeliveryFailed :exec
+UPDATE outbox_deliveries
+SET attempts = attempts + 1, failed_at = now(), last_error = $1
+WHERE destination = $2 AND outbox_id = ANY($3::uuid[])
+`
+
+type MarkDeliveryFailedParams struct {
+	LastError   pgtype.Text `json:"last_error"`
+	Destination string      `json:"destination"`
+	Batch       []uuid.UUID `json:"batch"`
+}
+
+func (q *Queries) MarkDeliveryFailed(ctx context.Context, arg MarkDeliveryFailedParams) error {
+	_, err := q.db.Exec(ctx, markDeliveryFailed, arg.LastError, arg.Destination, arg.Batch)
+	return err
+}
+
+const markOutboxRouted = `-- name: MarkOutboxRouted :exec
+UPDATE outbox
+SET routed_at = now(),
+    delivered_at = CASE WHEN $1::boolean THEN NULL ELSE now() END
+WHERE id = $2
+`
+
+type MarkOutboxRoutedParams struct {
+	HasDestinations bool      `json:"has_destinations"`
+	ID              uuid.UUID `json:"id"`
+}
+
+// Records that the event was routed. An event no destination wants is finished at once.
+func (q *Queries) MarkOutboxRouted(ctx context.Context, arg MarkOutboxRoutedParams) error {
+	_, err := q.db.Exec(ctx, markOutboxRouted, arg.HasDestinations, arg.ID)
+	return err
+}
+
+const scheduleRetry = `-- name: ScheduleRetry :exec
+UPDATE outbox_deliveries
+SET attempts = attempts + 1,
+    next_attempt_at = now() + make_interval(secs => $1::float8),
+    last_error = $2
+WHERE destination = $3 AND outbox_id = ANY($4::uuid[])
+`
+
+type ScheduleRetryParams struct {
+	DelaySeconds float64     `json:"delay_seconds"`
+	LastError    pgtype.Text `json:"last_error"`
+	Destination  string      `json:"destination"`
+	Batch        []uuid.UUID `json:"batch"`
+}
+
+func (q *Queries) ScheduleRetry(ctx context.Context, arg ScheduleRetryParams) error {
+	_, err := q.db.Exec(ctx, scheduleRetry,
+		arg.DelaySeconds,
+		arg.LastError,
+		arg.Destination,
+		arg.Batch,
+	)
 	return err
 }

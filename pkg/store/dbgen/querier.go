@@ -12,18 +12,42 @@ import (
 )
 
 type Querier interface {
+	// Locks the due deliveries of one destination, oldest first, for the rest of the
+	// transaction. Rows another dispatcher holds are skipped, so no two dispatchers send the
+	// same delivery at once.
+	ClaimDeliveries(ctx context.Context, arg ClaimDeliveriesParams) ([]ClaimDeliveriesRow, error)
 	CountChangeEvents(ctx context.Context, pipeline string) (int64, error)
+	CountPendingDeliveries(ctx context.Context) ([]CountPendingDeliveriesRow, error)
+	CountPendingOutbox(ctx context.Context) (int64, error)
 	DeleteCheckpoint(ctx context.Context, pipeline string) error
+	// Gives up on the pending deliveries of destinations that are no longer configured, which
+	// would otherwise stay pending for ever.
+	FailRemovedDestinations(ctx context.Context, configured []string) (int64, error)
+	// Finishes the routed events whose deliveries are all finished: delivered when every
+	// destination acknowledged, failed when at least one gave up.
+	FinishOutbox(ctx context.Context) (int64, error)
 	GetChangeEvent(ctx context.Context, id uuid.UUID) (ChangeEvent, error)
 	GetCheckpoint(ctx context.Context, pipeline string) (Checkpoint, error)
 	InsertChangeEvents(ctx context.Context, arg []InsertChangeEventsParams) (int64, error)
+	InsertDeliveries(ctx context.Context, arg InsertDeliveriesParams) error
 	InsertOutbox(ctx context.Context, arg InsertOutboxParams) error
+	// Writes one notification with the id the caller chose. A replayed event with the same id
+	// is ignored, so enqueueing is idempotent.
+	InsertOutboxEvent(ctx context.Context, arg InsertOutboxEventParams) (int64, error)
 	InsertSnapshot(ctx context.Context, arg InsertSnapshotParams) error
 	InsertSyncLog(ctx context.Context, arg []InsertSyncLogParams) (int64, error)
 	ListChangeEventsByRow(ctx context.Context, arg ListChangeEventsByRowParams) ([]ChangeEvent, error)
 	ListChangeEventsByThread(ctx context.Context, threadID uuid.UUID) ([]ChangeEvent, error)
 	ListSnapshots(ctx context.Context, pipeline pgtype.Text) ([]Snapshot, error)
 	ListSyncLogByChange(ctx context.Context, changeEventID uuid.UUID) ([]SyncLog, error)
+	// Locks the oldest events that have no delivery rows yet. Rows another dispatcher is
+	// routing are skipped.
+	LockUnroutedOutbox(ctx context.Context, maxRows int32) ([]LockUnroutedOutboxRow, error)
+	MarkDelivered(ctx context.Context, arg MarkDeliveredParams) error
+	MarkDeliveryFailed(ctx context.Context, arg MarkDeliveryFailedParams) error
+	// Records that the event was routed. An event no destination wants is finished at once.
+	MarkOutboxRouted(ctx context.Context, arg MarkOutboxRoutedParams) error
+	ScheduleRetry(ctx context.Context, arg ScheduleRetryParams) error
 	// UpsertCheckpoint stores the checkpoint of a pipeline. It only moves forward: a commit
 	// LSN at or below the stored one leaves the row unchanged.
 	UpsertCheckpoint(ctx context.Context, arg UpsertCheckpointParams) error
