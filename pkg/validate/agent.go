@@ -73,16 +73,16 @@ type options struct {
 	now        func() time.Time
 }
 
-// WithLogger sets the logger; without it the Agent logs nothing.
+// WithLogger sets the logger. Without it the Agent logs nothing.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithAlerts sets the sink of bulk and burst alerts; without it alerts are dropped.
+// WithAlerts sets the sink of bulk and burst alerts. Without it alerts are dropped.
 func WithAlerts(a Alerts) Option { return func(o *options) { o.alerts = a } }
 
-// WithLookupEnv sets where the LLM API key is read from; default os.LookupEnv.
+// WithLookupEnv sets where the LLM API key is read from, by default os.LookupEnv.
 func WithLookupEnv(f config.LookupEnv) Option { return func(o *options) { o.lookupEnv = f } }
 
-// WithHTTPClient sets the HTTP client of the LLM requests; default a new http.Client.
+// WithHTTPClient sets the HTTP client of the LLM requests, by default a new http.Client.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.httpClient = c } }
 
 // withClock sets the time used for transactions without a commit time, for tests.
@@ -296,7 +296,7 @@ func (a *Agent) runReviews(ctx context.Context, tx *change.Tx, pending []pending
 			return nil
 		})
 	}
-	_ = g.Wait() // the reviews return no error: a failure is a decision
+	_ = g.Wait() // the reviews return no error, because a failure becomes a decision
 }
 
 // decideEvent decides one event on its own, by the rules and then the reviewer.

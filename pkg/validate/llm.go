@@ -211,6 +211,8 @@ func (r *reviewer) request(ctx context.Context, done <-chan struct{}, req review
 		return llmVerdict{}, errors.New("canceled while waiting for a free request slot")
 	}
 
+	// TODO: retry a 429 or 5xx status with backoff within the timeout. Today one failed
+	// request gives the on_error verdict, which holds the change by default.
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 
