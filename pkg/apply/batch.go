@@ -485,3 +485,10 @@ func IsTargetRejection(err error) bool {
 	}
 	return false
 }
+
+// ForgetRows drops the cached target rows after Flush, so that a batch that goes on
+// through many parts keeps only the rows of the current part in memory. Rows touched
+// again are read again, under the locks the transaction already holds.
+func (b *Batch) ForgetRows() {
+	clear(b.rows)
+}

@@ -34,8 +34,11 @@ type decoder struct {
 	types     *typeNames
 	tables    map[change.TableName]bool // empty keeps every table
 	tx        *change.Tx                // open transaction between Begin and Commit
-	log       *slog.Logger
-	malformed *atomic.Int64 // count of malformed context messages, shared across sessions
+	// partEvents is the number of events after which an open transaction is handed on
+	// as a part, so that a large transaction never sits in memory whole; 0 never cuts.
+	partEvents int
+	log        *slog.Logger
+	malformed  *atomic.Int64 // count of malformed context messages, shared across sessions
 }
 
 func newDecoder(slot string, tables map[change.TableName]bool, types *typeNames,
@@ -72,13 +75,13 @@ func (d *decoder) decode(ctx context.Context, data []byte) (*change.Tx, error) {
 	case *pglogrepl.TypeMessageV2:
 		d.types.add(m.DataType, m.Namespace, m.Name)
 	case *pglogrepl.InsertMessageV2:
-		return nil, d.insert(&m.InsertMessage)
+		return d.part(d.insert(&m.InsertMessage))
 	case *pglogrepl.UpdateMessageV2:
-		return nil, d.update(&m.UpdateMessage)
+		return d.part(d.update(&m.UpdateMessage))
 	case *pglogrepl.DeleteMessageV2:
-		return nil, d.delete(&m.DeleteMessage)
+		return d.part(d.delete(&m.DeleteMessage))
 	case *pglogrepl.TruncateMessageV2:
-		return nil, d.truncate(&m.TruncateMessage)
+		return d.part(d.truncate(&m.TruncateMessage))
 	case *pglogrepl.LogicalDecodingMessageV2:
 		d.message(&m.LogicalDecodingMessage)
 	}
@@ -93,6 +96,22 @@ func (d *decoder) begin(m *pglogrepl.BeginMessage) error {
 	}
 	d.tx = &change.Tx{Xid: m.Xid, BeginLSN: change.LSN(m.FinalLSN), CommitTime: m.CommitTime}
 	return nil
+}
+
+// part returns the events of the open transaction as a part when they reach partEvents,
+// and keeps the transaction open for the events that follow. The CommitLSN of a part is
+// the final LSN that Begin announced, which is the LSN of the commit record.
+func (d *decoder) part(err error) (*change.Tx, error) {
+	if err != nil || d.partEvents <= 0 || d.tx == nil || len(d.tx.Events) < d.partEvents {
+		return nil, err
+	}
+	part := *d.tx
+	part.More = true
+	part.CommitLSN = d.tx.BeginLSN
+	part.Stamp(d.slot)
+	d.tx.FirstSeq += len(part.Events)
+	d.tx.Events = nil
+	return &part, nil
 }
 
 func (d *decoder) commit(m *pglogrepl.CommitMessage) (*change.Tx, error) {

@@ -21,6 +21,7 @@ import (
 const (
 	DefaultStatusInterval = 10 * time.Second
 	DefaultSlotTimeout    = time.Minute
+	DefaultPartEvents     = 5000
 )
 
 // Config sets up a Reader.
@@ -42,6 +43,10 @@ type Config struct {
 	// SlotTimeout bounds the wait of slot creation, which waits for every open
 	// transaction that has an xid. Default 1m.
 	SlotTimeout time.Duration
+	// PartEvents is the number of events after which a transaction is sent on in parts
+	// before its commit arrives, which bounds the memory a large transaction takes.
+	// Default 5000; negative sends every transaction whole.
+	PartEvents int
 }
 
 // Option sets an optional part of a Reader.
@@ -89,6 +94,9 @@ func New(cfg Config, opts ...Option) (*Reader, error) {
 	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = DefaultStatusInterval
+	}
+	if cfg.PartEvents == 0 {
+		cfg.PartEvents = DefaultPartEvents
 	}
 	if cfg.SlotTimeout <= 0 {
 		cfg.SlotTimeout = DefaultSlotTimeout

@@ -39,11 +39,13 @@ func newSession(r *Reader, repl *pgconn.PgConn, aux *pgx.Conn, resume *change.LS
 ) *session {
 	now := time.Now()
 	types := newTypeNames(catalogTypeName(aux))
+	dec := newDecoder(r.cfg.Slot, r.tables, types, r.log, &r.malformedContext)
+	dec.partEvents = r.cfg.PartEvents
 	return &session{
 		r:             r,
 		repl:          repl,
 		aux:           aux,
-		dec:           newDecoder(r.cfg.Slot, r.tables, types, r.log, &r.malformedContext),
+		dec:           dec,
 		out:           out,
 		resume:        resume,
 		nextStatus:    now, // report the confirmed position right away
@@ -185,7 +187,9 @@ func (s *session) deliver(ctx context.Context, tx *change.Tx) error {
 		select {
 		case s.out <- tx:
 			wait.Stop()
-			*s.resume = tx.EndLSN
+			if !tx.More {
+				*s.resume = tx.EndLSN
+			}
 			s.delivered = true
 			return nil
 		case <-wait.C:

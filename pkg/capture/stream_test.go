@@ -397,3 +397,46 @@ func TestHostileDefaultsApplyToSessions(t *testing.T) {
 		t.Errorf("normal session shows %q and %q: the database defaults did not apply", d, fl)
 	}
 }
+
+func TestStreamLargeTransactionInParts(t *testing.T) {
+	f := newFixture(t, itemsTable, "public.items")
+	f.cfg.PartEvents = 3
+	r := f.setup()
+	s := startStream(t, r, 0, 16)
+
+	f.exec(`INSERT INTO public.items SELECT g, 'n', g FROM generate_series(1, 7) g`)
+	var parts []*change.Tx
+	for {
+		tx := s.next()
+		parts = append(parts, tx)
+		if !tx.More {
+			break
+		}
+	}
+	if len(parts) != 3 {
+		t.Fatalf("parts = %d, want 3 (3, 3 and 1 events)", len(parts))
+	}
+	final := parts[2]
+	if final.EndLSN == 0 {
+		t.Error("the last part has no EndLSN")
+	}
+	seq := 0
+	for i, part := range parts {
+		if part.CommitLSN != final.CommitLSN || part.ThreadID != final.ThreadID {
+			t.Errorf("part %d: commit %s thread %s, want %s %s", i, part.CommitLSN, part.ThreadID,
+				final.CommitLSN, final.ThreadID)
+		}
+		if part.FirstSeq != seq {
+			t.Errorf("part %d: FirstSeq %d, want %d", i, part.FirstSeq, seq)
+		}
+		for _, ev := range part.Events {
+			if ev.Seq != seq || ev.ID != change.EventID(final.ThreadID, seq) {
+				t.Errorf("part %d: event seq %d id %s, want seq %d", i, ev.Seq, ev.ID, seq)
+			}
+			seq++
+		}
+	}
+	if seq != 7 {
+		t.Errorf("events = %d, want 7", seq)
+	}
+}

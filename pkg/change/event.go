@@ -54,6 +54,13 @@ type Tx struct {
 	// ContextThreadID is a thread id the application attached to the transaction.
 	ContextThreadID string
 	Events          []Event
+	// FirstSeq is the sequence number of Events[0]. It is 0 except in the later parts of
+	// a transaction that arrives in parts.
+	FirstSeq int
+	// More is set on every part of a large transaction but the last. All parts carry the
+	// final CommitLSN, thread id and event ids; EndLSN is 0 until the last part, because
+	// only the Commit message brings it.
+	More bool
 }
 
 // threadNamespace is the UUIDv5 namespace of thread ids.
@@ -80,8 +87,8 @@ func (tx *Tx) Stamp(slot string) {
 	tx.ThreadID = ThreadID(slot, tx.CommitLSN)
 	for i := range tx.Events {
 		ev := &tx.Events[i]
-		ev.Seq = i
+		ev.Seq = tx.FirstSeq + i
 		ev.ThreadID = tx.ThreadID
-		ev.ID = EventID(tx.ThreadID, i)
+		ev.ID = EventID(tx.ThreadID, ev.Seq)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/datasense/changesync/pkg/apply"
@@ -33,12 +34,7 @@ type audit struct {
 // rejects for its data is recorded as failed instead of failing the batch.
 func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx, isolate bool) error {
 	last := batch[len(batch)-1]
-	fresh := make([]*change.Tx, 0, len(batch))
-	for _, tx := range batch {
-		if tx.CommitLSN > p.checkpoint {
-			fresh = append(fresh, tx)
-		}
-	}
+	fresh := p.fresh(batch)
 	if len(fresh) == 0 {
 		p.src.Confirm(last.EndLSN)
 		return nil
@@ -51,48 +47,174 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx, isolate 
 	defer dbtx.Rollback(ctx)
 
 	b := p.applier.Begin(dbtx)
+	rows, err := p.write(ctx, dbtx, b, fresh, isolate)
+	if err != nil {
+		return err
+	}
+	if err := p.finish(ctx, dbtx, last, len(fresh), len(rows.events)); err != nil {
+		return err
+	}
+	p.logUnsynced(ctx, &rows)
+	return nil
+}
+
+// fresh returns the transactions of batch above the checkpoint.
+func (p *Pipeline) fresh(batch []*change.Tx) []*change.Tx {
+	fresh := make([]*change.Tx, 0, len(batch))
+	for _, tx := range batch {
+		if tx.CommitLSN > p.checkpoint {
+			fresh = append(fresh, tx)
+		}
+	}
+	return fresh
+}
+
+// write applies txs in the open target transaction and writes their audit rows.
+func (p *Pipeline) write(ctx context.Context, dbtx pgx.Tx, b *apply.Batch, txs []*change.Tx, isolate bool,
+) (audit, error) {
+	var rows audit
 	if !isolate {
-		if err := b.Prefetch(ctx, configuredEvents(p.applier, fresh)); err != nil {
-			return err
+		if err := b.Prefetch(ctx, configuredEvents(p.applier, txs)); err != nil {
+			return rows, err
 		}
 	}
 	now := time.Now().UTC()
-	var rows audit
-	for _, tx := range fresh {
+	for _, tx := range txs {
 		if err := p.applyTx(ctx, b, tx, now, &rows, isolate); err != nil {
-			return err
+			return rows, err
 		}
 	}
 	if err := b.Flush(ctx); err != nil {
-		return err
+		return rows, err
 	}
 
 	q := dbgen.New(dbtx)
 	if len(rows.events) > 0 {
 		if _, err := q.InsertChangeEvents(ctx, rows.events); err != nil {
-			return fmt.Errorf("write change_events: %w", err)
+			return rows, fmt.Errorf("write change_events: %w", err)
 		}
 	}
 	if len(rows.logs) > 0 {
 		if _, err := q.InsertSyncLog(ctx, rows.logs); err != nil {
-			return fmt.Errorf("write sync_log: %w", err)
+			return rows, fmt.Errorf("write sync_log: %w", err)
 		}
 	}
+	return rows, nil
+}
+
+// finish saves the checkpoint of last, commits the target transaction and confirms the
+// end of last to the slot.
+func (p *Pipeline) finish(ctx context.Context, dbtx pgx.Tx, last *change.Tx, txs, events int) error {
 	if err := store.SaveCheckpoint(ctx, dbtx, p.cfg.Name, p.cfg.Slot, last.CommitLSN, last.EndLSN); err != nil {
 		return err
 	}
 	if err := dbtx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit target transaction: %w", err)
 	}
-
 	p.checkpoint = last.CommitLSN
 	p.src.Confirm(last.EndLSN)
-	p.logUnsynced(ctx, &rows)
-	if p.log.Enabled(ctx, -4) {
-		p.log.Debug("batch committed", "pipeline", p.cfg.Name, "transactions", len(fresh),
-			"events", len(rows.events), "lsn", last.CommitLSN.String())
+	if p.log.Enabled(ctx, slog.LevelDebug) {
+		p.log.Debug("batch committed", "pipeline", p.cfg.Name, "transactions", txs,
+			"events", events, "lsn", last.CommitLSN.String())
 	}
 	return nil
+}
+
+// commitLarge commits a batch whose last transaction arrives in parts. The parts are
+// applied one after the other in the batch's target transaction, and each part's rows
+// are released once written, so memory stays bounded whatever the transaction's size.
+// The target transaction commits with the last part. Consumed parts cannot be read
+// again, so a failure returns errRestart, and the stream restarts from the checkpoint.
+func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, txs <-chan *change.Tx) error {
+	last := batch[len(batch)-1]
+	if last.CommitLSN <= p.checkpoint {
+		// A replay of a transaction applied before: its parts are only passed over.
+		return p.skipParts(ctx, group, last, txs)
+	}
+	work := context.WithoutCancel(ctx)
+	dbtx, err := p.store.Pool.Begin(work)
+	if err != nil {
+		return p.restart(last, fmt.Errorf("begin target transaction: %w", err))
+	}
+	defer dbtx.Rollback(work)
+
+	isolate := p.isolateLSN == last.CommitLSN
+	b := p.applier.Begin(dbtx)
+	parts := p.fresh(batch)
+	var unsynced audit
+	txCount, events := len(parts), 0
+	for {
+		rows, err := p.write(work, dbtx, b, parts, isolate)
+		if err != nil {
+			return p.restart(last, err)
+		}
+		events += len(rows.events)
+		for _, i := range rows.unsynced {
+			unsynced.unsynced = append(unsynced.unsynced, len(unsynced.events))
+			unsynced.events = append(unsynced.events, rows.events[i])
+		}
+		b.ForgetRows()
+		if !last.More {
+			break
+		}
+		part, err := p.nextPart(ctx, group, last, txs)
+		if part == nil {
+			return err // nil on shutdown: nothing of the transaction is committed or confirmed
+		}
+		last, parts = part, []*change.Tx{part}
+	}
+	if err := p.finish(work, dbtx, last, txCount, events); err != nil {
+		return p.restart(last, err)
+	}
+	p.logUnsynced(work, &unsynced)
+	return nil
+}
+
+// nextPart receives the part that follows prev. Events of a part that were already
+// applied, because the stream sent the transaction again after a reconnect, are dropped.
+// It returns nil and a nil error when ctx or group ends first, and errRestart when a
+// transaction other than prev's arrives.
+func (p *Pipeline) nextPart(ctx, group context.Context, prev *change.Tx, txs <-chan *change.Tx,
+) (*change.Tx, error) {
+	select {
+	case <-ctx.Done():
+		return nil, nil
+	case <-group.Done():
+		return nil, nil
+	case part := <-txs:
+		if part.CommitLSN != prev.CommitLSN {
+			return nil, fmt.Errorf("%w: transaction %s arrived before the last part of %s",
+				errRestart, part.CommitLSN, prev.CommitLSN)
+		}
+		next := prev.FirstSeq + len(prev.Events)
+		skip := min(max(next-part.FirstSeq, 0), len(part.Events))
+		part.Events = part.Events[skip:]
+		part.FirstSeq += skip
+		return part, nil
+	}
+}
+
+// skipParts passes over the remaining parts of a transaction at or below the checkpoint
+// and confirms its end.
+func (p *Pipeline) skipParts(ctx, group context.Context, last *change.Tx, txs <-chan *change.Tx) error {
+	for last.More {
+		part, err := p.nextPart(ctx, group, last, txs)
+		if part == nil {
+			return err
+		}
+		last = part
+	}
+	p.src.Confirm(last.EndLSN)
+	return nil
+}
+
+// restart returns errRestart for a failure of a transaction that arrives in parts. When
+// the target rejected a change, the replay applies that transaction change by change.
+func (p *Pipeline) restart(tx *change.Tx, err error) error {
+	if apply.IsTargetRejection(err) {
+		p.isolateLSN = tx.CommitLSN
+	}
+	return fmt.Errorf("%w: %w", errRestart, err)
 }
 
 // logUnsynced logs each change of a committed batch that did not reach the target: a

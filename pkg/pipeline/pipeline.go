@@ -73,6 +73,9 @@ type Pipeline struct {
 	log       *slog.Logger
 
 	checkpoint change.LSN // commit LSN of the last transaction durable in the target
+	// isolateLSN is the commit LSN of a transaction in parts that the target rejected a
+	// change of; its replay applies it change by change.
+	isolateLSN change.LSN
 }
 
 // New returns a pipeline. The store must be migrated and the applier built for the
@@ -98,6 +101,27 @@ func New(cfg Config, src Source, applier *apply.Applier, st *store.Store, opts .
 // the batch in flight, then returns nil. It returns an error when the stream fails in a
 // way a retry cannot fix.
 func (p *Pipeline) Run(ctx context.Context) error {
+	policy := backoff.NewExponentialBackOff()
+	policy.MaxInterval = 30 * time.Second
+	for {
+		err := p.runStream(ctx)
+		if !errors.Is(err, errRestart) {
+			return err
+		}
+		delay := policy.NextBackOff()
+		p.log.Warn("restarting the stream from the checkpoint", "pipeline", p.cfg.Name,
+			"checkpoint_lsn", p.checkpoint.String(), "retry_in", delay.String(), "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+}
+
+// runStream streams from the checkpoint and applies until ctx ends, the stream fails,
+// or applying needs the stream to start again (errRestart).
+func (p *Pipeline) runStream(ctx context.Context) error {
 	commit, end, found, err := p.store.Checkpoint(ctx, p.cfg.Name)
 	if err != nil {
 		return err
@@ -132,7 +156,13 @@ func (p *Pipeline) applyLoop(ctx, group context.Context, txs <-chan *change.Tx) 
 		if batch == nil {
 			return nil
 		}
-		if err := p.commitWithRetry(ctx, group, batch); err != nil {
+		commit := p.commitWithRetry
+		if batch[len(batch)-1].More {
+			commit = func(ctx, group context.Context, batch []*change.Tx) error {
+				return p.commitLarge(ctx, group, batch, txs)
+			}
+		}
+		if err := commit(ctx, group, batch); err != nil {
 			return err
 		}
 	}
@@ -152,7 +182,8 @@ func (p *Pipeline) collect(ctx, group context.Context, txs <-chan *change.Tx) []
 		batch = append(batch, tx)
 	}
 	events := len(batch[0].Events)
-	for events < p.cfg.BatchMaxEvents {
+	// A transaction that arrives in parts ends the batch: its parts follow on txs.
+	for events < p.cfg.BatchMaxEvents && !batch[len(batch)-1].More {
 		select {
 		case tx := <-txs:
 			batch = append(batch, tx)
@@ -205,3 +236,7 @@ func (p *Pipeline) commitWithRetry(ctx, group context.Context, batch []*change.T
 
 // errPermanent marks batch errors that a retry cannot fix.
 var errPermanent = errors.New("permanent")
+
+// errRestart asks Run to start the stream again from the checkpoint, because what failed
+// cannot be retried from memory: the parts of a large transaction are consumed.
+var errRestart = errors.New("the stream must restart from the checkpoint")

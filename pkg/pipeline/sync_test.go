@@ -46,6 +46,8 @@ type syncSetup struct {
 	policy    apply.Policy
 	snapshot  bool
 	log       *slog.Logger
+	// partEvents is the capture's part size; 0 keeps its default.
+	partEvents int
 }
 
 // startSync creates both databases, runs the DDL and starts streaming.
@@ -87,7 +89,7 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 	}
 	reader, err := capture.New(capture.Config{
 		URL: e.srcURL, Publication: "cs_pub", Slot: e.slot(), Tables: tables,
-		StatusInterval: time.Second, Heartbeat: time.Second,
+		StatusInterval: time.Second, Heartbeat: time.Second, PartEvents: setup.partEvents,
 	})
 	if err != nil {
 		t.Fatal(err)
