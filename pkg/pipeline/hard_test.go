@@ -187,9 +187,9 @@ func TestSyncSourceColumnsChangeMidStream(t *testing.T) {
 	e.sync()
 	// Dropping a column shifts the positions of the ones after it; a retyped column
 	// keeps its name; a new column the target lacks is not written.
+	e.execOn(e.dst, `ALTER TABLE p ALTER COLUMN b TYPE bigint`)
 	e.exec(`ALTER TABLE p DROP COLUMN a; UPDATE p SET b = 2 WHERE id = 1;
 		ALTER TABLE p ALTER COLUMN b TYPE bigint; UPDATE p SET b = 3000000000 WHERE id = 1`)
-	e.execOn(e.dst, `ALTER TABLE p ALTER COLUMN b TYPE bigint`)
 	e.exec(`ALTER TABLE p ADD COLUMN c text; INSERT INTO p VALUES (2, 5, 'new')`)
 	e.sync()
 	e.wantRows("SELECT id, a, b FROM p ORDER BY id", "1 | x | 3000000000", "2 | ∅ | 5")
