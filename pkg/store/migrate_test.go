@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"io/fs"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +19,22 @@ import (
 // metadataTables are the tables the migrations create, besides the migrations table.
 var metadataTables = []string{
 	"change_events", "sync_log", "undo_requests", "checkpoints", "snapshots", "outbox",
+	"outbox_deliveries",
+}
+
+// latestVersion returns the number of the newest migration.
+func latestVersion(t *testing.T) int64 {
+	t.Helper()
+	files, err := fs.Glob(migrations.FS, "*.up.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("list migrations: %v", err)
+	}
+	slices.Sort(files)
+	v, err := strconv.ParseInt(strings.SplitN(files[len(files)-1], "_", 2)[0], 10, 64)
+	if err != nil {
+		t.Fatalf("migration file name %s: %v", files[len(files)-1], err)
+	}
+	return v
 }
 
 func testContext(t *testing.T) context.Context {
@@ -81,8 +100,8 @@ func TestMigrateTwiceIsNoChange(t *testing.T) {
 
 	conn := connect(t, ctx, url)
 	version, dirty := migrationVersion(t, ctx, conn, DefaultSchema)
-	if version != 1 {
-		t.Errorf("migration version = %d, want 1", version)
+	if want := latestVersion(t); version != want {
+		t.Errorf("migration version = %d, want %d", version, want)
 	}
 	if dirty {
 		t.Error("migration version is marked dirty")
@@ -151,8 +170,8 @@ func TestMigrateConcurrent(t *testing.T) {
 		}
 	}
 	version, dirty := migrationVersion(t, ctx, connect(t, ctx, url), DefaultSchema)
-	if version != 1 {
-		t.Errorf("migration version = %d, want 1", version)
+	if want := latestVersion(t); version != want {
+		t.Errorf("migration version = %d, want %d", version, want)
 	}
 	if dirty {
 		t.Error("migration version is marked dirty")
@@ -230,18 +249,26 @@ func TestDownMigrationDropsTables(t *testing.T) {
 	if err := Migrate(ctx, url, DefaultSchema); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	down, err := migrations.FS.ReadFile("000001_init.down.sql")
+	downs, err := fs.Glob(migrations.FS, "*.down.sql")
 	if err != nil {
-		t.Fatalf("read down migration: %v", err)
+		t.Fatalf("list down migrations: %v", err)
 	}
+	slices.Sort(downs)
+	slices.Reverse(downs)
 
 	conn := connect(t, ctx, url)
 	_, err = conn.Exec(ctx, "SET search_path TO "+pgx.Identifier{DefaultSchema}.Sanitize())
 	if err != nil {
 		t.Fatalf("set search_path: %v", err)
 	}
-	if _, err := conn.Exec(ctx, string(down)); err != nil {
-		t.Fatalf("run down migration: %v", err)
+	for _, name := range downs {
+		down, err := migrations.FS.ReadFile(name)
+		if err != nil {
+			t.Fatalf("read %s: %v", name, err)
+		}
+		if _, err := conn.Exec(ctx, string(down)); err != nil {
+			t.Fatalf("run %s: %v", name, err)
+		}
 	}
 
 	tables := tablesIn(t, ctx, conn, DefaultSchema)
