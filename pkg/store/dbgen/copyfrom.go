@@ -99,3 +99,87 @@ func (r iteratorForInsertSyncLog) Err() error {
 func (q *Queries) InsertSyncLog(ctx context.Context, arg []InsertSyncLogParams) (int64, error) {
 	return q.db.CopyFrom(ctx, []string{"sync_log"}, []string{"id", "change_event_id", "source_table", "target_table", "source_id", "target_key", "diff", "synced_at", "performed_by", "op"}, &iteratorForInsertSyncLog{rows: arg})
 }
+
+// iteratorForInsertUndoRequests implements pgx.CopyFromSource.
+type iteratorForInsertUndoRequests struct {
+	rows                 []InsertUndoRequestsParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForInsertUndoRequests) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForInsertUndoRequests) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].ID,
+		r.rows[0].RequestID,
+		r.rows[0].ChangeEvent,
+		r.rows[0].Requestor,
+		r.rows[0].Reason,
+		r.rows[0].UndoneAt,
+		r.rows[0].Status,
+		r.rows[0].Forced,
+		r.rows[0].Conflicts,
+		r.rows[0].Error,
+	}, nil
+}
+
+func (r iteratorForInsertUndoRequests) Err() error {
+	return nil
+}
+
+func (q *Queries) InsertUndoRequests(ctx context.Context, arg []InsertUndoRequestsParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"undo_requests"}, []string{"id", "request_id", "change_event", "requestor", "reason", "undone_at", "status", "forced", "conflicts", "error"}, &iteratorForInsertUndoRequests{rows: arg})
+}
+
+// iteratorForInsertUndoSyncLog implements pgx.CopyFromSource.
+type iteratorForInsertUndoSyncLog struct {
+	rows                 []InsertUndoSyncLogParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForInsertUndoSyncLog) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForInsertUndoSyncLog) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].ID,
+		r.rows[0].ChangeEventID,
+		r.rows[0].SourceTable,
+		r.rows[0].TargetTable,
+		r.rows[0].SourceID,
+		r.rows[0].TargetKey,
+		r.rows[0].Diff,
+		r.rows[0].SyncedAt,
+		r.rows[0].PerformedBy,
+		r.rows[0].Op,
+		r.rows[0].UndoRequest,
+	}, nil
+}
+
+func (r iteratorForInsertUndoSyncLog) Err() error {
+	return nil
+}
+
+// Records the target writes of an undo, one row per undone change.
+func (q *Queries) InsertUndoSyncLog(ctx context.Context, arg []InsertUndoSyncLogParams) (int64, error) {
+	return q.db.CopyFrom(ctx, []string{"sync_log"}, []string{"id", "change_event_id", "source_table", "target_table", "source_id", "target_key", "diff", "synced_at", "performed_by", "op", "undo_request"}, &iteratorForInsertUndoSyncLog{rows: arg})
+}

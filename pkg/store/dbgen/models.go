@@ -342,6 +342,8 @@ type SyncLog struct {
 	// none, or undone once an undo request restored the old values.
 	UndoStatus string     `json:"undo_status"`
 	Op         ChangeType `json:"op"`
+	// Set on a row an undo wrote: the undo_requests row of the undone change, whose id is change_event_id. NULL on the write of a synced change.
+	UndoRequest uuid.NullUUID `json:"undo_request"`
 }
 
 type UndoRequest struct {
@@ -359,4 +361,6 @@ type UndoRequest struct {
 	Forced bool `json:"forced"`
 	// Target columns changed since the sync: [{"table", "row_key", "column", "expected", "found"}].
 	Conflicts json.RawMessage `json:"conflicts"`
+	// Why the undo failed, when status is failed.
+	Error pgtype.Text `json:"error"`
 }

@@ -27,6 +27,10 @@ type Querier interface {
 	// destination acknowledged, failed when at least one gave up.
 	FinishOutbox(ctx context.Context) (int64, error)
 	GetChangeEvent(ctx context.Context, id uuid.UUID) (ChangeEvent, error)
+	// Queries of the undo executor. The List and Get queries resolve the scope of a request
+	// to change ids; LockChangesForUndo then reads and locks those changes for the rest of
+	// the transaction, so two requests for one change run one after the other.
+	GetChangeIDByUndoToken(ctx context.Context, undoToken uuid.UUID) (uuid.UUID, error)
 	GetCheckpoint(ctx context.Context, pipeline string) (Checkpoint, error)
 	InsertChangeEvents(ctx context.Context, arg []InsertChangeEventsParams) (int64, error)
 	InsertDeliveries(ctx context.Context, arg InsertDeliveriesParams) error
@@ -36,17 +40,31 @@ type Querier interface {
 	InsertOutboxEvent(ctx context.Context, arg InsertOutboxEventParams) (int64, error)
 	InsertSnapshot(ctx context.Context, arg InsertSnapshotParams) error
 	InsertSyncLog(ctx context.Context, arg []InsertSyncLogParams) (int64, error)
+	InsertUndoRequests(ctx context.Context, arg []InsertUndoRequestsParams) (int64, error)
+	// Records the target writes of an undo, one row per undone change.
+	InsertUndoSyncLog(ctx context.Context, arg []InsertUndoSyncLogParams) (int64, error)
 	ListChangeEventsByRow(ctx context.Context, arg ListChangeEventsByRowParams) ([]ChangeEvent, error)
 	ListChangeEventsByThread(ctx context.Context, threadID uuid.UUID) ([]ChangeEvent, error)
+	ListChangeIDsByThread(ctx context.Context, threadID uuid.UUID) ([]uuid.UUID, error)
 	ListSnapshots(ctx context.Context, pipeline pgtype.Text) ([]Snapshot, error)
 	ListSyncLogByChange(ctx context.Context, changeEventID uuid.UUID) ([]SyncLog, error)
+	// Changes that wrote to one row since a time. The table is the source or the target table.
+	ListSyncedChangeIDsByRow(ctx context.Context, arg ListSyncedChangeIDsByRowParams) ([]uuid.UUID, error)
+	// Changes written to the target in [since, until), of the given source or target tables,
+	// or of every table when the list is empty.
+	ListSyncedChangeIDsInWindow(ctx context.Context, arg ListSyncedChangeIDsInWindowParams) ([]uuid.UUID, error)
+	// Reads the changes with their sync_log write, newest first, and locks the change_events
+	// rows. A request that waits for the lock reads the status the other request committed.
+	LockChangesForUndo(ctx context.Context, ids []uuid.UUID) ([]LockChangesForUndoRow, error)
 	// Locks the oldest events that have no delivery rows yet. Rows another dispatcher is
 	// routing are skipped.
 	LockUnroutedOutbox(ctx context.Context, maxRows int32) ([]LockUnroutedOutboxRow, error)
+	MarkChangesUndone(ctx context.Context, ids []uuid.UUID) error
 	MarkDelivered(ctx context.Context, arg MarkDeliveredParams) error
 	MarkDeliveryFailed(ctx context.Context, arg MarkDeliveryFailedParams) error
 	// Records that the event was routed. An event no destination wants is finished at once.
 	MarkOutboxRouted(ctx context.Context, arg MarkOutboxRoutedParams) error
+	MarkSyncLogUndone(ctx context.Context, ids []uuid.UUID) error
 	ScheduleRetry(ctx context.Context, arg ScheduleRetryParams) error
 	// UpsertCheckpoint stores the checkpoint of a pipeline. It only moves forward: a commit
 	// LSN at or below the stored one leaves the row unchanged.

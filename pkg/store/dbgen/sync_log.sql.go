@@ -27,7 +27,7 @@ type InsertSyncLogParams struct {
 }
 
 const listSyncLogByChange = `-- name: ListSyncLogByChange :many
-SELECT id, change_event_id, source_table, target_table, source_id, target_key, diff, synced_at, performed_by, undo_status, op FROM sync_log
+SELECT id, change_event_id, source_table, target_table, source_id, target_key, diff, synced_at, performed_by, undo_status, op, undo_request FROM sync_log
 WHERE change_event_id = $1
 ORDER BY synced_at, id
 `
@@ -53,6 +53,7 @@ func (q *Queries) ListSyncLogByChange(ctx context.Context, changeEventID uuid.UU
 			&i.PerformedBy,
 			&i.UndoStatus,
 			&i.Op,
+			&i.UndoRequest,
 		); err != nil {
 			return nil, err
 		}
