@@ -7,13 +7,17 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/capture"
 	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/config"
+	"github.com/datasense/changesync/pkg/notify"
 	"github.com/datasense/changesync/pkg/pipeline"
 	"github.com/datasense/changesync/pkg/preflight"
 	"github.com/datasense/changesync/pkg/store"
+	"github.com/datasense/changesync/pkg/validate"
 )
 
 // app is a loaded configuration and the logger built from it.
@@ -157,9 +161,20 @@ func runSidecar(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	notifyCfg, err := notify.ParseConfig(&a.cfg.Notify, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	sink := &alertSink{log: a.log, name: a.cfg.Pipeline, wants: notifyCfg.Wants}
+	agent, err := validate.New(a.cfg, validate.WithLogger(a.log), validate.WithAlerts(sink))
+	if err != nil {
+		return err
+	}
 	p := pipeline.New(pipeline.Config{
 		Name: a.cfg.Pipeline, Slot: a.cfg.Source.Slot, BatchMaxEvents: a.cfg.Apply.BatchMaxEvents,
-	}, r, applier, st, pipeline.WithLogger(a.log))
+	}, r, applier, st, pipeline.WithLogger(a.log), pipeline.WithValidator(agent),
+		pipeline.WithNotifications(notifyCfg.Wants))
+	sink.pipeline = p
 
 	err = p.Prepare(ctx, r, pipeline.PrepareConfig{
 		SourceURL: a.cfg.Source.URL,
@@ -169,8 +184,18 @@ func runSidecar(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	dispatcher, err := notify.NewDispatcher(st, notifyCfg, nil, notify.WithLogger(a.log))
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	err = p.Run(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Run(gctx) })
+	if notifyCfg.HasDestinations() {
+		// TODO: register the dispatcher's metrics once the metrics endpoint exists.
+		g.Go(func() error { return dispatcher.Run(gctx) })
+	}
+	err = g.Wait()
 	a.log.Info("changesync stopped", "uptime", time.Since(start).Round(time.Second).String())
 	return err
 }

@@ -328,3 +328,29 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestConfigWants(t *testing.T) {
+	cfg := Config{
+		Webhooks: []Webhook{{Destination: Destination{Events: []EventType{EventHold}, Tables: []string{"crm.*"}}}},
+		Slack:    []Slack{{Destination: Destination{Events: []EventType{"*"}, Tables: []string{"billing.orders"}}}},
+	}
+	tests := []struct {
+		typ   EventType
+		table string
+		want  bool
+	}{
+		{EventHold, "crm.customers", true},
+		{EventSync, "crm.customers", false},
+		{EventSync, "billing.orders", true},
+		{EventBurst, "", true},
+		{EventSync, "other.t", false},
+	}
+	for _, tt := range tests {
+		if got := cfg.Wants(tt.typ, tt.table); got != tt.want {
+			t.Errorf("Wants(%s, %q) = %v, want %v", tt.typ, tt.table, got, tt.want)
+		}
+	}
+	if (&Config{}).Wants(EventHold, "crm.customers") {
+		t.Error("a configuration without destinations wants an event")
+	}
+}

@@ -23,6 +23,8 @@ type audit struct {
 	// unsynced indexes the events that were approved but not synced, such as failed or
 	// held applies, which are logged once the batch commits.
 	unsynced []int
+	// queued is the number of events given to Notify that were written to the outbox.
+	queued int
 }
 
 // commitBatch applies a batch of source transactions and commits the target writes, the
@@ -54,6 +56,7 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx, isolate 
 	if err := p.finish(ctx, dbtx, last, len(fresh), len(rows.events)); err != nil {
 		return err
 	}
+	p.written(rows.queued)
 	p.logUnsynced(ctx, &rows)
 	return nil
 }
@@ -99,7 +102,9 @@ func (p *Pipeline) write(ctx context.Context, dbtx pgx.Tx, b *apply.Batch, txs [
 			return rows, fmt.Errorf("write sync_log: %w", err)
 		}
 	}
-	return rows, nil
+	n, err := p.enqueue(ctx, dbtx, &rows)
+	rows.queued = n
+	return rows, err
 }
 
 // finish saves the checkpoint of last, commits the target transaction and confirms the
@@ -142,13 +147,14 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 	b := p.applier.Begin(dbtx)
 	parts := p.fresh(batch)
 	var unsynced audit
-	txCount, events := len(parts), 0
+	txCount, events, queued := len(parts), 0, 0
 	for {
 		rows, err := p.write(work, dbtx, b, parts, isolate)
 		if err != nil {
 			return p.restart(last, err)
 		}
 		events += len(rows.events)
+		queued = max(queued, rows.queued)
 		for _, i := range rows.unsynced {
 			unsynced.unsynced = append(unsynced.unsynced, len(unsynced.events))
 			unsynced.events = append(unsynced.events, rows.events[i])
@@ -166,6 +172,7 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 	if err := p.finish(work, dbtx, last, txCount, events); err != nil {
 		return p.restart(last, err)
 	}
+	p.written(queued)
 	p.logUnsynced(work, &unsynced)
 	return nil
 }

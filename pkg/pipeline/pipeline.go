@@ -71,6 +71,8 @@ type Pipeline struct {
 	store     *store.Store
 	validator Validator
 	log       *slog.Logger
+	wants     Wants // nil writes no change events to the outbox
+	outbox    outbox
 
 	checkpoint change.LSN // commit LSN of the last transaction durable in the target
 	// isolateLSN is the commit LSN of a transaction in parts that the target rejected a

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/datasense/changesync/pkg/pgtest"
+)
+
+// hookReceiver records the webhook deliveries whose signature verifies.
+type hookReceiver struct {
+	secret string
+	mu     sync.Mutex
+	events []map[string]any
+	bad    int
+}
+
+func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	mac := hmac.New(sha256.New, []byte(h.secret))
+	mac.Write([]byte(r.Header.Get("webhook-id") + "." + r.Header.Get("webhook-timestamp") + "." + string(body)))
+	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !strings.Contains(" "+r.Header.Get("webhook-signature")+" ", " "+want+" ") {
+		h.bad++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(body, &ev); err != nil {
+		h.bad++
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	h.events = append(h.events, ev)
+}
+
+func (h *hookReceiver) ofType(typ string) []map[string]any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []map[string]any
+	for _, ev := range h.events {
+		if ev["type"] == typ {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func TestRunValidatesAndNotifies(t *testing.T) {
+	// The secret is a base64 key, as Standard Webhooks secrets are.
+	hook := &hookReceiver{secret: "test-secret-for-webhooks"}
+	srv := httptest.NewServer(hook)
+	t.Cleanup(srv.Close)
+	t.Setenv("TEST_HOOK_SECRET", hook.secret)
+
+	sourceURL, targetURL := pgtest.NewDB(t), pgtest.NewDB(t)
+	src, dst := connect(t, sourceURL), connect(t, targetURL)
+	ddl := "CREATE TABLE customers (id int PRIMARY KEY, name text, zip text)"
+	if _, err := src.Exec(context.Background(), ddl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Exec(context.Background(), ddl); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `
+source: {slot: validate_e2e}
+tables: [{source: public.customers}]
+rules:
+  - name: zip-is-valid
+    when: "'zip' in changed && (new.zip == null || !new.zip.matches('^[0-9]{5}$'))"
+    action: reject
+    reason: zip code must have five digits
+notify:
+  webhooks:
+    - name: audit
+      url: ` + srv.URL + `
+      secret_env: TEST_HOOK_SECRET
+      events: [reject, sync]
+`
+	s := startSidecar(t, writeConfig(t, cfg), sourceURL, targetURL)
+	waitUntil(t, 30*time.Second, "the initial snapshot", s, func() bool {
+		var n int
+		err := dst.QueryRow(context.Background(), "SELECT count(*) FROM changesync.snapshots").Scan(&n)
+		return err == nil && n == 1
+	})
+	_, err := src.Exec(context.Background(), `INSERT INTO customers VALUES (1, 'Ann', '02139');
+		INSERT INTO customers VALUES (2, 'Bob', '2O139')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "two change events", s, func() bool { return countEvents(t, dst) == 2 })
+	waitUntil(t, 30*time.Second, "the webhook deliveries", s, func() bool {
+		return len(hook.ofType("reject")) == 1 && len(hook.ofType("sync")) == 1
+	})
+
+	var ids []int
+	rows, err := dst.Query(context.Background(), "SELECT id FROM customers ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int
+		_ = rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	if len(ids) != 1 || ids[0] != 1 {
+		t.Errorf("target rows %v, want only customer 1", ids)
+	}
+	var status, decidedBy string
+	err = dst.QueryRow(context.Background(), `SELECT status, decided_by FROM changesync.change_events
+		WHERE row_key = '2'`).Scan(&status, &decidedBy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != "rejected" || decidedBy != "rule:zip-is-valid" {
+		t.Errorf("change of customer 2: status %s by %s, want rejected by rule:zip-is-valid", status, decidedBy)
+	}
+	reject := hook.ofType("reject")[0]
+	if reject["row_key"] != "2" || reject["table"] != "public.customers" {
+		t.Errorf("reject event = %v, want row 2 of public.customers", reject)
+	}
+	if hook.bad != 0 {
+		t.Errorf("%d deliveries failed signature verification", hook.bad)
+	}
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("sidecar exit after SIGTERM: %v; log:\n%s", err, tail(s.log.String(), 4000))
+	}
+}
