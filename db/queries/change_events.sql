@@ -26,3 +26,16 @@ ORDER BY detected_at DESC, id DESC;
 -- name: CountChangeEvents :one
 SELECT count(*) FROM change_events
 WHERE pipeline = $1;
+
+-- name: ListPendingChanges :many
+-- The held and blocked changes of a pipeline in source order, locked, for the per-row
+-- order of the pipeline and for releasing held changes.
+SELECT * FROM change_events
+WHERE pipeline = $1 AND status IN ('held', 'blocked')
+ORDER BY source_lsn, seq
+FOR UPDATE;
+
+-- name: UpdateChangeDecision :exec
+UPDATE change_events
+SET status = $2, decided_by = $3, decision_reason = $4, target_table = $5, error = $6
+WHERE id = $1;

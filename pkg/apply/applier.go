@@ -100,6 +100,17 @@ func New(ctx context.Context, q Querier, specs []TableSpec, policy Policy, log *
 // Spec returns the mapping of a source table, or nil when the table is not configured.
 func (a *Applier) Spec(source change.TableName) *TableSpec { return a.specs[source] }
 
+// SourceTable returns the configured source table whose schema.table form is name, as
+// change_events.table_name stores it.
+func (a *Applier) SourceTable(name string) (change.TableName, bool) {
+	for t := range a.specs {
+		if t.String() == name {
+			return t, true
+		}
+	}
+	return change.TableName{}, false
+}
+
 // plan returns the plan of a relation, building it on first use.
 func (a *Applier) plan(rel *change.Relation) (*plan, error) {
 	a.mu.Lock()
@@ -126,6 +137,28 @@ func (a *Applier) plan(rel *change.Relation) (*plan, error) {
 // Begin starts a batch of writes inside the target transaction tx.
 func (a *Applier) Begin(tx pgx.Tx) *Batch {
 	return &Batch{a: a, tx: tx, rows: map[string]*rowState{}, truncated: map[*(*change.Relation)]bool{}}
+}
+
+// RowKeys returns the source rows an event touches, in change_events.row_key form: the
+// row key of RowKey and, for an UPDATE that moves the row, its old key too. A TRUNCATE
+// touches every row, which "*" stands for.
+func (a *Applier) RowKeys(ev *change.Event) []string {
+	if ev.Op == change.OpTruncate {
+		return []string{"*"}
+	}
+	key, err := a.RowKey(ev)
+	if err != nil {
+		return nil
+	}
+	keys := []string{key}
+	if ev.Op == change.OpUpdate && ev.Old != nil {
+		if p, err := a.plan(ev.Relation); err == nil {
+			if old, err := p.keyValues(ev.Old); err == nil && change.RowKey(old) != key {
+				keys = append(keys, change.RowKey(old))
+			}
+		}
+	}
+	return keys
 }
 
 // RowKey returns the row key of an event's source row in change_events.row_key form:

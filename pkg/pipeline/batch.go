@@ -76,6 +76,11 @@ func (p *Pipeline) fresh(batch []*change.Tx) []*change.Tx {
 func (p *Pipeline) write(ctx context.Context, dbtx pgx.Tx, b *apply.Batch, txs []*change.Tx, isolate bool,
 ) (audit, error) {
 	var rows audit
+	pending, err := lockPending(ctx, dbtx, p.cfg.Name)
+	if err != nil {
+		return rows, err
+	}
+	held := loadHeld(pending)
 	if !isolate {
 		if err := b.Prefetch(ctx, configuredEvents(p.applier, txs)); err != nil {
 			return rows, err
@@ -83,7 +88,7 @@ func (p *Pipeline) write(ctx context.Context, dbtx pgx.Tx, b *apply.Batch, txs [
 	}
 	now := time.Now().UTC()
 	for _, tx := range txs {
-		if err := p.applyTx(ctx, b, tx, now, &rows, isolate); err != nil {
+		if err := p.applyTx(ctx, b, tx, now, &rows, held, isolate); err != nil {
 			return rows, err
 		}
 	}
@@ -260,7 +265,7 @@ func configuredEvents(a *apply.Applier, txs []*change.Tx) []change.Event {
 // applyTx decides on and applies each event of one source transaction and collects its
 // audit rows. Events of tables that are published but not configured are ignored.
 func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, now time.Time, rows *audit,
-	isolate bool,
+	held heldRows, isolate bool,
 ) error {
 	for i := range tx.Events {
 		ev := &tx.Events[i]
@@ -268,8 +273,8 @@ func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, n
 			continue
 		}
 		dec := p.validator.Validate(ctx, tx, ev)
-		res := apply.Result{Status: statusOf(dec.Verdict)}
-		if dec.Verdict == change.Approve {
+		res, approved := p.decideRow(held, ev, dec)
+		if approved {
 			var err error
 			if isolate {
 				res, err = b.ApplyIsolated(ctx, ev)
@@ -348,6 +353,9 @@ func (p *Pipeline) eventRow(tx *change.Tx, ev *change.Event, dec change.Decision
 	switch {
 	case res.Status == change.StatusFailed:
 		row.Error = text(res.Reason)
+	case res.Status == change.StatusBlocked:
+		row.DecisionReason = text(res.Reason)
+		row.DecidedBy = text("changesync:order")
 	case res.Reason != "":
 		row.DecisionReason = text(res.Reason)
 		row.DecidedBy = text("changesync:apply")

@@ -33,6 +33,8 @@ type syncEnv struct {
 	srcURL, dstURL string
 	src, dst       *pgx.Conn // checking sessions with pinned text settings
 	marker         int64
+	store          *store.Store
+	applier        *apply.Applier
 	stop           context.CancelFunc
 	done           chan error
 	stopped        atomic.Bool
@@ -48,6 +50,7 @@ type syncSetup struct {
 	log       *slog.Logger
 	// partEvents is the capture's part size; 0 keeps its default.
 	partEvents int
+	validator  pipeline.Validator
 }
 
 // startSync creates both databases, runs the DDL and starts streaming.
@@ -98,6 +101,10 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 	if setup.log != nil {
 		opts = append(opts, pipeline.WithLogger(setup.log))
 	}
+	if setup.validator != nil {
+		opts = append(opts, pipeline.WithValidator(setup.validator))
+	}
+	e.store, e.applier = st, applier
 	p := pipeline.New(pipeline.Config{Name: "test", Slot: e.slot()}, reader, applier, st, opts...)
 	err = p.Prepare(ctx, reader, pipeline.PrepareConfig{SourceURL: e.srcURL, Snapshot: setup.snapshot, Tables: tables})
 	if err != nil {

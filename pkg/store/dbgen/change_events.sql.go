@@ -185,3 +185,82 @@ func (q *Queries) ListChangeEventsByThread(ctx context.Context, threadID uuid.UU
 	}
 	return items, nil
 }
+
+const listPendingChanges = `-- name: ListPendingChanges :many
+SELECT id, pipeline, thread_id, seq, row_key, table_name, target_table, change_type, old_data, new_data, detected_at, status, validated, synced, undo_token, decision_reason, decided_by, actor, source_lsn, xid, commit_time, error FROM change_events
+WHERE pipeline = $1 AND status IN ('held', 'blocked')
+ORDER BY source_lsn, seq
+FOR UPDATE
+`
+
+// The held and blocked changes of a pipeline in source order, locked, for the per-row
+// order of the pipeline and for releasing held changes.
+func (q *Queries) ListPendingChanges(ctx context.Context, pipeline string) ([]ChangeEvent, error) {
+	rows, err := q.db.Query(ctx, listPendingChanges, pipeline)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ChangeEvent
+	for rows.Next() {
+		var i ChangeEvent
+		if err := rows.Scan(
+			&i.ID,
+			&i.Pipeline,
+			&i.ThreadID,
+			&i.Seq,
+			&i.RowKey,
+			&i.TableName,
+			&i.TargetTable,
+			&i.ChangeType,
+			&i.OldData,
+			&i.NewData,
+			&i.DetectedAt,
+			&i.Status,
+			&i.Validated,
+			&i.Synced,
+			&i.UndoToken,
+			&i.DecisionReason,
+			&i.DecidedBy,
+			&i.Actor,
+			&i.SourceLSN,
+			&i.Xid,
+			&i.CommitTime,
+			&i.Error,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const updateChangeDecision = `-- name: UpdateChangeDecision :exec
+UPDATE change_events
+SET status = $2, decided_by = $3, decision_reason = $4, target_table = $5, error = $6
+WHERE id = $1
+`
+
+type UpdateChangeDecisionParams struct {
+	ID             uuid.UUID    `json:"id"`
+	Status         ChangeStatus `json:"status"`
+	DecidedBy      pgtype.Text  `json:"decided_by"`
+	DecisionReason pgtype.Text  `json:"decision_reason"`
+	TargetTable    pgtype.Text  `json:"target_table"`
+	Error          pgtype.Text  `json:"error"`
+}
+
+func (q *Queries) UpdateChangeDecision(ctx context.Context, arg UpdateChangeDecisionParams) error {
+	_, err := q.db.Exec(ctx, updateChangeDecision,
+		arg.ID,
+		arg.Status,
+		arg.DecidedBy,
+		arg.DecisionReason,
+		arg.TargetTable,
+		arg.Error,
+	)
+	return err
+}

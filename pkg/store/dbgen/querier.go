@@ -46,6 +46,9 @@ type Querier interface {
 	ListChangeEventsByRow(ctx context.Context, arg ListChangeEventsByRowParams) ([]ChangeEvent, error)
 	ListChangeEventsByThread(ctx context.Context, threadID uuid.UUID) ([]ChangeEvent, error)
 	ListChangeIDsByThread(ctx context.Context, threadID uuid.UUID) ([]uuid.UUID, error)
+	// The held and blocked changes of a pipeline in source order, locked, for the per-row
+	// order of the pipeline and for releasing held changes.
+	ListPendingChanges(ctx context.Context, pipeline string) ([]ChangeEvent, error)
 	ListSnapshots(ctx context.Context, pipeline pgtype.Text) ([]Snapshot, error)
 	ListSyncLogByChange(ctx context.Context, changeEventID uuid.UUID) ([]SyncLog, error)
 	// Changes that wrote to one row since a time. The table is the source or the target table.
@@ -66,6 +69,7 @@ type Querier interface {
 	MarkOutboxRouted(ctx context.Context, arg MarkOutboxRoutedParams) error
 	MarkSyncLogUndone(ctx context.Context, ids []uuid.UUID) error
 	ScheduleRetry(ctx context.Context, arg ScheduleRetryParams) error
+	UpdateChangeDecision(ctx context.Context, arg UpdateChangeDecisionParams) error
 	// UpsertCheckpoint stores the checkpoint of a pipeline. It only moves forward: a commit
 	// LSN at or below the stored one leaves the row unchanged.
 	UpsertCheckpoint(ctx context.Context, arg UpsertCheckpointParams) error

@@ -1,0 +1,152 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/datasense/changesync/pkg/apply"
+	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/pipeline"
+)
+
+// holdChecks holds every change that sets the note column to CHECK.
+type holdChecks struct{}
+
+func (holdChecks) Validate(_ context.Context, _ *change.Tx, ev *change.Event) change.Decision {
+	if i := ev.Relation.ColumnIndex("note"); i >= 0 && len(ev.New) > i && ev.New[i].Text == "CHECK" {
+		return change.Decision{Verdict: change.Hold, Reason: "needs a check", DecidedBy: "rule:check"}
+	}
+	return change.Decision{Verdict: change.Approve, Reason: "ok", DecidedBy: "rule:none"}
+}
+
+func startHoldSync(t *testing.T) *syncEnv {
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE items (id int PRIMARY KEY, price int, note text)",
+		specs:     []apply.TableSpec{{Source: table("public", "items")}},
+		validator: holdChecks{},
+	})
+	e.exec(`INSERT INTO items VALUES (1, 10, 'a'), (2, 20, 'b')`)
+	e.sync()
+	e.exec(`UPDATE items SET price = 500, note = 'CHECK' WHERE id = 1`) // held
+	e.exec(`UPDATE items SET note = 'a2' WHERE id = 1`)                 // blocked
+	e.exec(`UPDATE items SET note = 'a3', price = 50 WHERE id = 1`)
+	e.exec(`UPDATE items SET note = 'b2' WHERE id = 2`) // another row: applied at once
+	e.sync()
+	e.wantRows("SELECT * FROM items ORDER BY id", "1 | 10 | a", "2 | 20 | b2")
+	e.wantRows(`SELECT status, decided_by FROM changesync.change_events WHERE row_key = '1'
+		AND table_name = 'public.items' AND change_type = 'update' ORDER BY source_lsn`,
+		"held | rule:check", "blocked | changesync:order", "blocked | changesync:order")
+	return e
+}
+
+func heldChange(t *testing.T, e *syncEnv) uuid.UUID {
+	t.Helper()
+	id, err := uuid.Parse(e.targetRows(`SELECT id FROM changesync.change_events WHERE status = 'held'`)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestReleaseApprovedHeldChangeThenBlocked(t *testing.T) {
+	e := startHoldSync(t)
+	id := heldChange(t, e)
+	res, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: id, Approve: true, By: "alice", Reason: "price checked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Released) != 1 || len(res.Applied) != 2 || res.Blocked != 0 {
+		t.Errorf("result = %+v, want 1 released, 2 applied, 0 blocked", res)
+	}
+	e.sameRows("SELECT * FROM items ORDER BY id")
+	e.wantRows(`SELECT status, decided_by FROM changesync.change_events WHERE row_key = '1'
+		AND table_name = 'public.items' AND change_type = 'update' ORDER BY source_lsn`,
+		"synced | alice", "synced | changesync:order", "synced | changesync:order")
+	e.wantRows(`SELECT count(*) FROM changesync.sync_log WHERE source_id = '1'
+		AND source_table = 'public.items'`, "4")
+
+	// New changes of the row apply at once again.
+	e.exec(`UPDATE items SET note = 'a4' WHERE id = 1`)
+	e.sync()
+	e.sameRows("SELECT * FROM items ORDER BY id")
+
+	_, err = pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: id, Approve: true, By: "alice"})
+	if !errors.Is(err, pipeline.ErrNotHeld) {
+		t.Errorf("second release: %v, want ErrNotHeld", err)
+	}
+}
+
+func TestReleaseRejectedHeldChangeAppliesBlocked(t *testing.T) {
+	e := startHoldSync(t)
+	id := heldChange(t, e)
+	res, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: id, Approve: false, By: "bob", Reason: "typo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Released) != 1 || len(res.Applied) != 2 {
+		t.Errorf("result = %+v, want 1 released and 2 applied", res)
+	}
+	// Without the held change: note a3 and price 50 from the last change.
+	e.wantRows("SELECT * FROM items ORDER BY id", "1 | 50 | a3", "2 | 20 | b2")
+	e.wantRows(`SELECT status FROM changesync.change_events WHERE id = '`+id.String()+`'`, "rejected")
+}
+
+func TestReleaseConcurrentlyAppliesOnce(t *testing.T) {
+	e := startHoldSync(t)
+	id := heldChange(t, e)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = pipeline.Release(context.Background(), e.store, e.applier, "test",
+				pipeline.ReleaseRequest{ChangeID: id, Approve: true, By: "carol"})
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, pipeline.ErrNotHeld):
+			t.Errorf("release: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d releases succeeded, want 1", ok)
+	}
+	e.wantRows(`SELECT count(*) FROM changesync.sync_log WHERE source_id = '1'
+		AND source_table = 'public.items'`, "4")
+	e.sameRows("SELECT * FROM items ORDER BY id")
+}
+
+func TestReleaseErrors(t *testing.T) {
+	e := startHoldSync(t)
+	ctx := context.Background()
+	_, err := pipeline.Release(ctx, e.store, e.applier, "test", pipeline.ReleaseRequest{ChangeID: uuid.New(), By: "x"})
+	if !errors.Is(err, pipeline.ErrNotHeld) || err == nil {
+		t.Errorf("unknown change: %v, want ErrNotHeld naming it", err)
+	}
+	synced := e.targetRows(`SELECT id FROM changesync.change_events WHERE status = 'synced' LIMIT 1`)[0]
+	_, err = pipeline.Release(ctx, e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: uuid.MustParse(synced), By: "x"})
+	if err == nil || !errors.Is(err, pipeline.ErrNotHeld) {
+		t.Errorf("synced change: %v, want ErrNotHeld saying it is synced", err)
+	}
+	if _, err := pipeline.Release(ctx, e.store, e.applier, "test", pipeline.ReleaseRequest{By: "x"}); err == nil {
+		t.Error("a request without change or thread was accepted")
+	}
+	if _, err := pipeline.Release(ctx, e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: heldChange(t, e)}); err == nil {
+		t.Error("a request without a decider was accepted")
+	}
+}

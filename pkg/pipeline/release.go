@@ -1,0 +1,274 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/datasense/changesync/pkg/apply"
+	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/store"
+	"github.com/datasense/changesync/pkg/store/dbgen"
+)
+
+// ReleaseRequest names held changes and the decision on them. Exactly one of ChangeID
+// and ThreadID is set; a thread releases every held change of one source transaction,
+// such as a transaction the bulk guard held.
+type ReleaseRequest struct {
+	ChangeID uuid.UUID
+	ThreadID uuid.UUID
+	Approve  bool
+	By       string // who decided, recorded as decided_by
+	Reason   string
+}
+
+// ReleaseResult tells what a release did.
+type ReleaseResult struct {
+	Released []uuid.UUID // the held changes decided
+	Applied  []uuid.UUID // blocked changes applied after them, in source order
+	Failed   []uuid.UUID // changes the target rejected
+	Blocked  int         // changes still blocked behind other held changes
+}
+
+// ErrNotHeld is returned when the named change or thread has no held change.
+var ErrNotHeld = errors.New("no held change")
+
+// Release decides held changes in one target transaction. An approved change is
+// applied, a rejected one is recorded as rejected, and then every blocked change that no
+// other held change holds back is applied, in source order. It takes the pipeline's
+// lock, so it is serialized with the batches of a running pipeline and with other
+// releases: a second release of the same change finds it no longer held.
+func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipeline string, req ReleaseRequest,
+) (ReleaseResult, error) {
+	var res ReleaseResult
+	if (req.ChangeID == uuid.Nil) == (req.ThreadID == uuid.Nil) {
+		return res, errors.New("release: name either a change id or a thread id")
+	}
+	if strings.TrimSpace(req.By) == "" {
+		return res, errors.New("release: the name of who decides is missing")
+	}
+
+	tx, err := st.Pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("begin target transaction: %w", err)
+	}
+	defer tx.Rollback(ctx)
+
+	pending, err := lockPending(ctx, tx, pipeline)
+	if err != nil {
+		return res, err
+	}
+	chosen := func(c *dbgen.ChangeEvent) bool {
+		return c.Status == dbgen.ChangeStatusHeld && (c.ID == req.ChangeID || c.ThreadID == req.ThreadID)
+	}
+	if !slices.ContainsFunc(pending, func(c dbgen.ChangeEvent) bool { return chosen(&c) }) {
+		return res, notHeldError(ctx, tx, req)
+	}
+
+	r := releaser{applier: applier, batch: applier.Begin(tx), rels: map[string]*change.Relation{}, now: time.Now().UTC()}
+	held := heldRows{}
+	for i := range pending {
+		c := &pending[i]
+		ev, err := r.event(c)
+		if err != nil {
+			return res, err
+		}
+		table, keys := c.TableName, applier.RowKeys(ev)
+		switch {
+		case chosen(c) && !req.Approve:
+			r.decide(c, change.StatusRejected, req.By, req.Reason, nil)
+			res.Released = append(res.Released, c.ID)
+		case chosen(c):
+			if err := r.apply(ctx, c, ev, req.By, req.Reason, &res); err != nil {
+				return res, err
+			}
+			res.Released = append(res.Released, c.ID)
+		case c.Status == dbgen.ChangeStatusHeld || held.blocks(table, keys):
+			held.add(table, keys)
+			if c.Status == dbgen.ChangeStatusBlocked {
+				res.Blocked++
+			}
+		default:
+			if err := r.apply(ctx, c, ev, c.DecidedBy.String, c.DecisionReason.String, &res); err != nil {
+				return res, err
+			}
+			res.Applied = append(res.Applied, c.ID)
+		}
+	}
+	if err := r.write(ctx, tx); err != nil {
+		return res, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("commit release: %w", err)
+	}
+	return res, nil
+}
+
+// notHeldError explains why a release request found nothing to release.
+func notHeldError(ctx context.Context, tx pgx.Tx, req ReleaseRequest) error {
+	if req.ThreadID != uuid.Nil {
+		return fmt.Errorf("%w in thread %s of this pipeline", ErrNotHeld, req.ThreadID)
+	}
+	c, err := dbgen.New(tx).GetChangeEvent(ctx, req.ChangeID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: change %s not found", ErrNotHeld, req.ChangeID)
+	}
+	if err != nil {
+		return fmt.Errorf("look up change %s: %w", req.ChangeID, err)
+	}
+	return fmt.Errorf("%w: change %s is %s, not held", ErrNotHeld, req.ChangeID, c.Status)
+}
+
+// releaser applies the changes of one release and collects their audit updates.
+type releaser struct {
+	applier *apply.Applier
+	batch   *apply.Batch
+	rels    map[string]*change.Relation // one relation per table and column set
+	now     time.Time
+	updates []dbgen.UpdateChangeDecisionParams
+	logs    []dbgen.InsertSyncLogParams
+}
+
+func (r *releaser) decide(c *dbgen.ChangeEvent, status change.Status, by, reason string, res *apply.Result) {
+	u := dbgen.UpdateChangeDecisionParams{
+		ID: c.ID, Status: dbgen.ChangeStatus(status), DecidedBy: text(by), DecisionReason: text(reason),
+		TargetTable: c.TargetTable, Error: c.Error,
+	}
+	if res != nil {
+		if res.Target != (change.TableName{}) {
+			u.TargetTable = text(res.Target.String())
+		}
+		if status == change.StatusFailed {
+			u.Error = text(res.Reason)
+		}
+	}
+	r.updates = append(r.updates, u)
+}
+
+// apply applies one stored change and records its outcome.
+func (r *releaser) apply(ctx context.Context, c *dbgen.ChangeEvent, ev *change.Event, by, reason string,
+	out *ReleaseResult,
+) error {
+	res, err := r.batch.ApplyIsolated(ctx, ev)
+	if err != nil {
+		return fmt.Errorf("apply change %s: %w", c.ID, err)
+	}
+	r.decide(c, res.Status, by, reason, &res)
+	if res.Status == change.StatusFailed {
+		out.Failed = append(out.Failed, c.ID)
+	}
+	if res.Diff != nil {
+		performedBy := c.Actor.String
+		if performedBy == "" {
+			performedBy = by
+		}
+		r.logs = append(r.logs, dbgen.InsertSyncLogParams{
+			ID: uuid.NewSHA1(c.ID, []byte("sync_log")), ChangeEventID: c.ID, SourceTable: c.TableName,
+			TargetTable: res.Target.String(), SourceID: c.RowKey, TargetKey: res.TargetKey, Diff: res.Diff,
+			SyncedAt: r.now, PerformedBy: performedBy, Op: c.ChangeType,
+		})
+	}
+	return nil
+}
+
+func (r *releaser) write(ctx context.Context, tx pgx.Tx) error {
+	q := dbgen.New(tx)
+	for _, u := range r.updates {
+		if err := q.UpdateChangeDecision(ctx, u); err != nil {
+			return fmt.Errorf("record the decision on change %s: %w", u.ID, err)
+		}
+	}
+	if len(r.logs) > 0 {
+		if _, err := q.InsertSyncLog(ctx, r.logs); err != nil {
+			return fmt.Errorf("write sync_log: %w", err)
+		}
+	}
+	return nil
+}
+
+// event rebuilds a change from its change_events row. The relation has the columns the
+// row recorded, all flagged as key as under REPLICA IDENTITY FULL, so the applier finds
+// the target row by the configured key or the target's primary key. A column left out
+// of new_data, such as an unchanged TOAST value, is not written.
+func (r *releaser) event(c *dbgen.ChangeEvent) (*change.Event, error) {
+	table, ok := r.applier.SourceTable(c.TableName)
+	if !ok {
+		return nil, fmt.Errorf("change %s is of table %s, which is no longer configured", c.ID, c.TableName)
+	}
+	oldVals, err := decodeData(c.OldData)
+	if err != nil {
+		return nil, fmt.Errorf("change %s: old_data: %w", c.ID, err)
+	}
+	newVals, err := decodeData(c.NewData)
+	if err != nil {
+		return nil, fmt.Errorf("change %s: new_data: %w", c.ID, err)
+	}
+	var names []string
+	for name := range newVals {
+		names = append(names, name)
+	}
+	for name := range oldVals {
+		if _, ok := newVals[name]; !ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+
+	relKey := c.TableName + "\x00" + strings.Join(names, "\x00")
+	rel, ok := r.rels[relKey]
+	if !ok {
+		rel = &change.Relation{Table: table, ReplicaIdentity: 'f', Columns: make([]change.Column, len(names))}
+		for i, name := range names {
+			rel.Columns[i] = change.Column{Name: name, Key: true}
+		}
+		r.rels[relKey] = rel
+	}
+	ev := &change.Event{ID: c.ID, ThreadID: c.ThreadID, Seq: int(c.Seq), Op: change.Op(c.ChangeType), Relation: rel}
+	if ev.Op == change.OpTruncate {
+		ev.Truncated = []*change.Relation{rel}
+		return ev, nil
+	}
+	if newVals != nil {
+		ev.New = tuple(names, newVals, change.Value{Kind: change.Unchanged})
+	}
+	if oldVals != nil {
+		ev.Old = tuple(names, oldVals, change.Value{Kind: change.Absent})
+		ev.OldKeyOnly = newVals != nil && len(oldVals) < len(newVals)
+	}
+	return ev, nil
+}
+
+// decodeData decodes old_data or new_data: column name to text value, nil for NULL.
+func decodeData(raw []byte) (map[string]*string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var vals map[string]*string
+	if err := json.Unmarshal(raw, &vals); err != nil {
+		return nil, err
+	}
+	return vals, nil
+}
+
+func tuple(names []string, vals map[string]*string, missing change.Value) change.Tuple {
+	t := make(change.Tuple, len(names))
+	for i, name := range names {
+		v, ok := vals[name]
+		switch {
+		case !ok:
+			t[i] = missing
+		case v == nil:
+			t[i] = change.NullValue()
+		default:
+			t[i] = change.TextValue(*v)
+		}
+	}
+	return t
+}
