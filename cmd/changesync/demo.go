@@ -28,7 +28,9 @@ CREATE TABLE crm.customers (
 	zip        text,
 	notes      text,
 	updated_by text
-);`
+);
+-- The old row of every UPDATE, so that the rules' "changed" lists exactly the changed columns.
+ALTER TABLE crm.customers REPLICA IDENTITY FULL;`
 
 const demoTargetDDL = `
 CREATE SCHEMA billing;
@@ -56,6 +58,17 @@ tables:
     columns: {address: billing_address}
     exclude: [notes, updated_by]
     actor_column: updated_by
+rules:
+  - name: zip-is-valid
+    table: crm.customers
+    when: "'zip' in changed && (new.zip == null || !new.zip.matches('^[0-9]{5}$'))"
+    action: reject
+    reason: a zip code has five digits
+  - name: name-change-needs-review
+    table: crm.customers
+    when: "op == 'update' && 'name' in changed"
+    action: hold
+    reason: a renamed customer is checked before billing changes
 log: {level: info, format: json}
 `
 
@@ -97,6 +110,7 @@ type demo struct {
 	out     io.Writer
 	cluster *pgtest.Cluster
 	dir     string
+	cfgPath string
 	sidecar *exec.Cmd
 	exited  chan error
 	src     *pgx.Conn
@@ -144,6 +158,7 @@ func (d *demo) start(ctx context.Context) error {
 		return fmt.Errorf("create demo directory: %w", err)
 	}
 	cfgPath := filepath.Join(d.dir, "changesync.yaml")
+	d.cfgPath = cfgPath
 	if err := os.WriteFile(cfgPath, []byte(demoConfig), 0o600); err != nil {
 		return fmt.Errorf("write demo configuration: %w", err)
 	}
@@ -237,10 +252,72 @@ COMMIT;`
 	if err := d.printRows(ctx, d.dst, demoTargetRows); err != nil {
 		return err
 	}
+	if err := d.validationSteps(ctx); err != nil {
+		return err
+	}
 	d.step("The audit trail of every change")
 	return d.printRows(ctx, d.dst, `SELECT change_type, row_key, status, coalesce(actor, '') AS actor,
 		(SELECT diff FROM changesync.sync_log l WHERE l.change_event_id = e.id) AS diff
 		FROM changesync.change_events e ORDER BY source_lsn, seq`)
+}
+
+// validationSteps shows a change that a rule rejects and one that a rule holds until an
+// operator approves it with changesync release.
+func (d *demo) validationSteps(ctx context.Context) error {
+	d.step("Customer 1 gets a malformed zip: rule zip-is-valid rejects the change")
+	if _, err := d.src.Exec(ctx, `UPDATE crm.customers SET zip = '1OOO1' WHERE id = 1`); err != nil {
+		return fmt.Errorf("update customer 1: %w", err)
+	}
+	err := d.waitFor(ctx, "the rejected change",
+		"SELECT count(*) = 1 FROM changesync.change_events WHERE status = 'rejected'")
+	if err != nil {
+		return err
+	}
+	err = d.printRows(ctx, d.dst, `SELECT row_key, status, decided_by, decision_reason, new_data->>'zip' AS zip
+		FROM changesync.change_events WHERE status = 'rejected'`)
+	if err != nil {
+		return err
+	}
+
+	d.step("Customer 3 is renamed: rule name-change-needs-review holds the change, and the next " +
+		"change of that row waits behind it")
+	_, err = d.src.Exec(ctx, `UPDATE crm.customers SET name = 'Alan M. Turing' WHERE id = 3;
+		UPDATE crm.customers SET zip = '90211' WHERE id = 3`)
+	if err != nil {
+		return fmt.Errorf("update customer 3: %w", err)
+	}
+	err = d.waitFor(ctx, "the held change",
+		"SELECT count(*) = 1 FROM changesync.change_events WHERE status = 'blocked'")
+	if err != nil {
+		return err
+	}
+	err = d.printRows(ctx, d.dst, `SELECT row_key, status, decided_by, new_data->>'name' AS name,
+		new_data->>'zip' AS zip FROM changesync.change_events
+		WHERE row_key = '3' AND change_type = 'update' ORDER BY seq, source_lsn`)
+	if err != nil {
+		return err
+	}
+	var heldID string
+	err = d.dst.QueryRow(ctx, "SELECT id::text FROM changesync.change_events WHERE status = 'held'").Scan(&heldID)
+	if err != nil {
+		return fmt.Errorf("find the held change: %w", err)
+	}
+
+	d.step("An operator approves it: changesync release --change %s --approve --by ops@billing", heldID)
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the changesync binary: %w", err)
+	}
+	release := exec.CommandContext(ctx, self, "release", "--config", d.cfgPath, "--change", heldID,
+		"--approve", "--by", "ops@billing", "--reason", "rename confirmed with the customer")
+	release.Env = append(os.Environ(),
+		"DEMO_SOURCE_URL="+d.cluster.URL("crm"), "DEMO_TARGET_URL="+d.cluster.URL("billing"))
+	out, err := release.CombinedOutput()
+	fmt.Fprint(d.out, string(out))
+	if err != nil {
+		return fmt.Errorf("changesync release: %w", err)
+	}
+	return d.printRows(ctx, d.dst, "SELECT id, name, billing_address, zip FROM billing.customers WHERE id = 3")
 }
 
 // waitFor polls the target until query returns true, or fails after 30 s or when the

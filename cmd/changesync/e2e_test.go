@@ -314,7 +314,12 @@ func TestDemoRunsScenario(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("changesync demo: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{`"zip":{"new":"02139","old":"20301"}`, "alice@crm", "exit status 0"} {
+	for _, want := range []string{
+		`"zip":{"new":"02139","old":"20301"}`, "alice@crm", "exit status 0",
+		"status=rejected  decided_by=rule:zip-is-valid",
+		"1 held change(s) approved, 1 blocked change(s) applied",
+		"id=3  name=Alan M. Turing  billing_address=2 Bletchley Park  zip=90211",
+	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

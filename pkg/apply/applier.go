@@ -139,6 +139,16 @@ func (a *Applier) Begin(tx pgx.Tx) *Batch {
 	return &Batch{a: a, tx: tx, rows: map[string]*rowState{}, truncated: map[*(*change.Relation)]bool{}}
 }
 
+// Actor returns the new value of the table's actor column in ev, or "" when the table
+// has none or the change does not carry it.
+func (a *Applier) Actor(ev *change.Event) string {
+	p, err := a.plan(ev.Relation)
+	if err != nil || p.actor < 0 || ev.New == nil || p.actor >= len(ev.New) || ev.New[p.actor].Kind != change.Text {
+		return ""
+	}
+	return ev.New[p.actor].Text
+}
+
 // RowKeys returns the source rows an event touches, in change_events.row_key form: the
 // row key of RowKey and, for an UPDATE that moves the row, its old key too. A TRUNCATE
 // touches every row, which "*" stands for.

@@ -71,10 +71,7 @@ func (b *Batch) Apply(ctx context.Context, ev *change.Event) (Result, error) {
 	if err != nil {
 		return Result{Status: change.StatusFailed, Reason: err.Error()}, nil
 	}
-	res := Result{Target: p.target.Name}
-	if p.actor >= 0 && ev.New != nil && ev.New[p.actor].Kind == change.Text {
-		res.Actor = ev.New[p.actor].Text
-	}
+	res := Result{Target: p.target.Name, Actor: b.a.Actor(ev)}
 
 	switch ev.Op {
 	case change.OpInsert:

@@ -344,7 +344,7 @@ func (p *Pipeline) eventRow(tx *change.Tx, ev *change.Event, dec change.Decision
 		ChangeType: dbgen.ChangeType(ev.Op), OldData: oldData, NewData: newData,
 		DetectedAt: now, Status: dbgen.ChangeStatus(res.Status),
 		DecisionReason: text(dec.Reason), DecidedBy: text(dec.DecidedBy),
-		Actor: text(actorOf(tx, res)), SourceLSN: commitLSN, Xid: int64(tx.Xid),
+		Actor: text(p.actorOf(tx, ev)), SourceLSN: commitLSN, Xid: int64(tx.Xid),
 		CommitTime: tx.CommitTime,
 	}
 	if res.Target != (change.TableName{}) {
@@ -365,11 +365,11 @@ func (p *Pipeline) eventRow(tx *change.Tx, ev *change.Event, dec change.Decision
 
 // actorOf returns who made a change: the user of the transaction's context message, or
 // the value of the table's actor column.
-func actorOf(tx *change.Tx, res apply.Result) string {
+func (p *Pipeline) actorOf(tx *change.Tx, ev *change.Event) string {
 	if tx.Actor != "" {
 		return tx.Actor
 	}
-	return res.Actor
+	return p.applier.Actor(ev)
 }
 
 func syncLogRow(ev *change.Event, res apply.Result, row dbgen.InsertChangeEventsParams, now time.Time,
