@@ -10,7 +10,9 @@ import (
 
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/config"
 	"github.com/datasense/changesync/pkg/pipeline"
+	"github.com/datasense/changesync/pkg/validate"
 )
 
 // holdChecks holds every change that sets the note column to CHECK.
@@ -149,4 +151,47 @@ func TestReleaseErrors(t *testing.T) {
 		pipeline.ReleaseRequest{ChangeID: heldChange(t, e)}); err == nil {
 		t.Error("a request without a decider was accepted")
 	}
+}
+
+func TestBulkGuardHoldsAndReleasesTransaction(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+source: {url: "postgres://unused@127.0.0.1/src"}
+target: {url: "postgres://unused@127.0.0.1/dst"}
+tables: [{source: public.items}]
+guard: {max_rows_per_tx: 1000}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := validate.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE items (id int PRIMARY KEY, v int)",
+		specs:     []apply.TableSpec{{Source: table("public", "items")}},
+		validator: agent,
+	})
+	e.exec(`INSERT INTO items SELECT g, 0 FROM generate_series(1, 500) g`)
+	e.sync()
+	e.exec(`INSERT INTO items SELECT g, 1 FROM generate_series(501, 5500) g`) // 5,000 rows: held
+	e.exec(`UPDATE items SET v = 2 WHERE id = 600`)                           // blocked behind it
+	e.exec(`UPDATE items SET v = 3 WHERE id = 1`)                             // applied at once
+	e.sync()
+	e.wantRows("SELECT count(*), sum(v) FROM items", "500 | 3")
+	e.wantRows(`SELECT status, decided_by, count(*) FROM changesync.change_events
+		WHERE table_name = 'public.items' AND status <> 'synced' GROUP BY 1, 2 ORDER BY 1`,
+		"held | guard:bulk | 5000", "blocked | changesync:order | 1")
+
+	thread := uuid.MustParse(e.targetRows(`SELECT DISTINCT thread_id FROM changesync.change_events
+		WHERE status = 'held'`)[0])
+	res, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ThreadID: thread, Approve: true, By: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Released) != 5000 || len(res.Applied) != 1 {
+		t.Errorf("released %d and applied %d, want 5000 and 1", len(res.Released), len(res.Applied))
+	}
+	e.sameRows("SELECT * FROM items ORDER BY id")
 }
