@@ -27,7 +27,7 @@ INSERT INTO public.cs_marker VALUES (1, 0);`
 // env is a source and a target database with the real capture, pipeline and applier
 // running between them, and an undo executor on the target.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	src, dst *pgx.Conn
 	dstURL   string
 	st       *store.Store
@@ -50,7 +50,7 @@ func (rejectValidator) Validate(_ context.Context, _ *change.Tx, ev *change.Even
 
 // newEnv creates both databases with ddl (and targetDDL on the target when it is not
 // empty), syncs the tables of specs and returns once streaming runs.
-func newEnv(t *testing.T, ddl, targetDDL string, specs ...apply.TableSpec) *env {
+func newEnv(t testing.TB, ddl, targetDDL string, specs ...apply.TableSpec) *env {
 	t.Helper()
 	if targetDDL == "" {
 		targetDDL = ddl
@@ -109,7 +109,7 @@ func newEnv(t *testing.T, ddl, targetDDL string, specs ...apply.TableSpec) *env 
 }
 
 // checkingConn connects with the text formats the store pins, so values compare as text.
-func checkingConn(t *testing.T, url string) *pgx.Conn {
+func checkingConn(t testing.TB, url string) *pgx.Conn {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -160,7 +160,7 @@ func (e *env) sync() {
 
 // rows returns the result of query as text, one string per row with columns separated
 // by " | " and NULL written as "∅".
-func rows(t *testing.T, conn *pgx.Conn, query string, args ...any) []string {
+func rows(t testing.TB, conn *pgx.Conn, query string, args ...any) []string {
 	t.Helper()
 	rs, err := conn.Query(context.Background(), query, args...)
 	if err != nil {
