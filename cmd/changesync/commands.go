@@ -27,6 +27,7 @@ commands:
   setup     create the publication and the replication slot
   teardown  drop the replication slot and the publication
   check     check configuration, connectivity, replica identity and target tables
+  undo      restore what changesync wrote for a change, thread, row or time window
   release   approve or reject a held change, then apply the changes blocked behind it
   demo      play the reference scenario on a throwaway local PostgreSQL
   version   print the version
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string) error {
 		return withConfig(ctx, cmd, rest, runCheck)
 	case "release":
 		return runRelease(ctx, rest, os.Stdout)
+	case "undo":
+		return runUndoCommand(ctx, rest, os.Stdout)
 	case "demo":
 		return runDemo(ctx, rest, os.Stdout)
 	case "version", "-version", "--version":
