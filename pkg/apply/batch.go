@@ -51,6 +51,17 @@ type Batch struct {
 	queued []write
 	// truncated records the source TRUNCATE messages already applied, by truncateGroup.
 	truncated map[*(*change.Relation)]bool
+	// releasing applies a TRUNCATE whatever the table's policy, for a held TRUNCATE that
+	// a person approved.
+	releasing bool
+}
+
+// ApplyReleased is ApplyIsolated for a held change that a person approved: a TRUNCATE is
+// applied even when the table's policy holds it.
+func (b *Batch) ApplyReleased(ctx context.Context, ev *change.Event) (Result, error) {
+	b.releasing = true
+	defer func() { b.releasing = false }()
+	return b.ApplyIsolated(ctx, ev)
 }
 
 // truncateGroup identifies the source TRUNCATE message of a truncate event: the events
@@ -214,7 +225,11 @@ func (b *Batch) delete(ctx context.Context, p *plan, ev *change.Event, res *Resu
 // source used it, so that foreign keys between them do not stop it. CASCADE is not
 // passed on, because on the target it could empty tables that changesync does not sync.
 func (b *Batch) truncate(p *plan, ev *change.Event, res *Result) error {
-	switch p.spec.Truncate {
+	policy := p.spec.Truncate
+	if b.releasing {
+		policy = "apply"
+	}
+	switch policy {
 	case "apply":
 		if group := truncateGroup(ev); !b.truncated[group] {
 			b.truncated[group] = true
@@ -225,7 +240,7 @@ func (b *Batch) truncate(p *plan, ev *change.Event, res *Result) error {
 			var names []string
 			for _, rel := range rels {
 				other, err := b.a.plan(rel)
-				if err != nil || other.spec.Truncate != "apply" {
+				if err != nil || (other.spec.Truncate != "apply" && !b.releasing) {
 					continue
 				}
 				if name := other.target.Name.Sanitize(); !slices.Contains(names, name) {

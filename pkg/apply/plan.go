@@ -53,6 +53,11 @@ func newPlan(spec *TableSpec, target *targetTable, rel *change.Relation) (*plan,
 		p.cols = append(p.cols, planColumn{source: i, target: tc})
 	}
 
+	if len(rel.Columns) == 0 {
+		// A relation without columns, such as one rebuilt from a recorded TRUNCATE,
+		// serves only to truncate.
+		return p, nil
+	}
 	if err := p.resolveKey(); err != nil {
 		return nil, err
 	}

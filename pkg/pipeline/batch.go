@@ -284,6 +284,9 @@ func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, n
 			if err != nil {
 				return fmt.Errorf("apply %s change %s of %s: %w", ev.Op, ev.ID, ev.Relation.Table, err)
 			}
+			if res.Status == change.StatusHeld { // a TRUNCATE under truncate: hold
+				held.add(ev.Relation.Table.String(), p.applier.RowKeys(ev))
+			}
 		}
 		row, err := p.eventRow(tx, ev, dec, res, now)
 		if err != nil {

@@ -195,3 +195,28 @@ guard: {max_rows_per_tx: 1000}
 	}
 	e.sameRows("SELECT * FROM items ORDER BY id")
 }
+
+func TestReleaseHeldTruncate(t *testing.T) {
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE items (id int PRIMARY KEY, v int)",
+		specs:     []apply.TableSpec{{Source: table("public", "items"), Truncate: "hold"}},
+	})
+	e.exec(`INSERT INTO items VALUES (1, 1), (2, 2)`)
+	e.sync()
+	e.exec(`TRUNCATE items; INSERT INTO items VALUES (3, 3)`)
+	e.sync()
+	e.wantRows("SELECT id FROM items ORDER BY id", "1", "2")
+	e.wantRows(`SELECT change_type, status FROM changesync.change_events
+		WHERE table_name = 'public.items' AND status <> 'synced' ORDER BY source_lsn, seq`,
+		"truncate | held", "insert | blocked")
+
+	res, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: heldChange(t, e), Approve: true, By: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Applied) != 1 {
+		t.Errorf("applied %d blocked changes, want 1", len(res.Applied))
+	}
+	e.sameRows("SELECT * FROM items ORDER BY id")
+}

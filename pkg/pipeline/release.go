@@ -86,7 +86,7 @@ func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipel
 			r.decide(c, change.StatusRejected, req.By, req.Reason, nil)
 			res.Released = append(res.Released, c.ID)
 		case chosen(c):
-			if err := r.apply(ctx, c, ev, req.By, req.Reason, &res); err != nil {
+			if err := r.apply(ctx, c, ev, req.By, req.Reason, true, &res); err != nil {
 				return res, err
 			}
 			res.Released = append(res.Released, c.ID)
@@ -96,7 +96,7 @@ func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipel
 				res.Blocked++
 			}
 		default:
-			if err := r.apply(ctx, c, ev, c.DecidedBy.String, c.DecisionReason.String, &res); err != nil {
+			if err := r.apply(ctx, c, ev, c.DecidedBy.String, c.DecisionReason.String, false, &res); err != nil {
 				return res, err
 			}
 			res.Applied = append(res.Applied, c.ID)
@@ -154,9 +154,13 @@ func (r *releaser) decide(c *dbgen.ChangeEvent, status change.Status, by, reason
 
 // apply applies one stored change and records its outcome.
 func (r *releaser) apply(ctx context.Context, c *dbgen.ChangeEvent, ev *change.Event, by, reason string,
-	out *ReleaseResult,
+	approved bool, out *ReleaseResult,
 ) error {
-	res, err := r.batch.ApplyIsolated(ctx, ev)
+	apply := r.batch.ApplyIsolated
+	if approved {
+		apply = r.batch.ApplyReleased
+	}
+	res, err := apply(ctx, ev)
 	if err != nil {
 		return fmt.Errorf("apply change %s: %w", c.ID, err)
 	}
