@@ -114,13 +114,13 @@ func skipReason(ev *dbgen.LockChangesForUndoRow) (string, error) {
 	case ev.Status == dbgen.ChangeStatusUndone:
 		return "the change was undone by an earlier request", ErrAlreadyUndone
 	case ev.Status != dbgen.ChangeStatusSynced:
-		why := ev.DecisionReason.String
+		detail := ev.DecisionReason.String
 		if ev.Error.Valid {
-			why = ev.Error.String
+			detail = ev.Error.String
 		}
 		reason := fmt.Sprintf("the change is %s, so changesync did not write it to the target", ev.Status)
-		if why != "" {
-			reason += " (" + why + ")"
+		if detail != "" {
+			reason += " (" + detail + ")"
 		}
 		return reason, ErrNotUndoable
 	case ev.ChangeType == dbgen.ChangeTypeTruncate:
@@ -132,8 +132,8 @@ func skipReason(ev *dbgen.LockChangesForUndoRow) (string, error) {
 }
 
 // selectChanges splits the locked changes into those to undo and those skipped. For a
-// scope of one change, a change that cannot be undone is an error; for a wider scope it
-// is skipped, and only a scope with nothing left to undo is an error.
+// scope of one change, a change that cannot be undone is an error. A wider scope skips
+// it, and only a scope with nothing left to undo is an error.
 func selectChanges(req *Request, s scope, ids []uuid.UUID, locked []dbgen.LockChangesForUndoRow,
 ) ([]dbgen.LockChangesForUndoRow, []Skipped, error) {
 	if s.single() && len(locked) == 0 {
@@ -154,7 +154,7 @@ func selectChanges(req *Request, s scope, ids []uuid.UUID, locked []dbgen.LockCh
 		// With nothing left to undo, the error names an undone change if there is one,
 		// because then the scope was undone before.
 		if firstErr == nil || (errors.Is(err, ErrAlreadyUndone) && !errors.Is(firstErr, ErrAlreadyUndone)) {
-			firstErr = fmt.Errorf("%d selected changes, none left to undo; change %s: %s: %w",
+			firstErr = fmt.Errorf("none of the %d selected changes is left to undo: change %s: %s: %w",
 				len(locked), ev.ID, reason, err)
 		}
 		skipped = append(skipped, Skipped{
@@ -187,14 +187,14 @@ func newPending(ev dbgen.LockChangesForUndoRow, t *targetTable) (*pending, error
 			p.columns = append(p.columns, c.name)
 		}
 	}
-	var gone []string
+	var dropped []string
 	for name := range p.diff {
 		if _, ok := t.column(name); !ok {
-			gone = append(gone, name)
+			dropped = append(dropped, name)
 		}
 	}
-	slices.Sort(gone)
-	p.columns = append(p.columns, gone...)
+	slices.Sort(dropped)
+	p.columns = append(p.columns, dropped...)
 	return p, nil
 }
 

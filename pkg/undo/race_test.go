@@ -70,10 +70,10 @@ func TestUndoConcurrentRequestsUndoOnce(t *testing.T) {
 }
 
 // TestUndoRacesApplier undoes one synced update per row while the source keeps writing
-// every fourth row. An undo either wins the row lock and restores the old value, which
-// the next source change of the row then overwrites, because the applier writes every
-// column that differs from the source, or it finds the later value and reports a
-// conflict. It never overwrites a value synced after it read the row.
+// every fourth row. An undo either takes the row lock first and restores the old value,
+// or it finds the later value and reports a conflict. It never overwrites a value synced
+// after it read the row. The next source change of an undone row writes v again, because
+// the applier writes every column that differs from the source.
 func TestUndoRacesApplier(t *testing.T) {
 	const rowCount = 40
 	e := newEnv(t, `CREATE TABLE items (id int PRIMARY KEY, v text, w int)`, "",
@@ -115,7 +115,7 @@ func TestUndoRacesApplier(t *testing.T) {
 	}
 	e.sync()
 
-	// Rows the source set to c end as c, whoever won; the others end as a, undone.
+	// Rows the source set to c end as c, in either order. The others end as a, undone.
 	want := rows(t, e.src, `SELECT id, CASE WHEN v = 'c' THEN 'c' ELSE 'a' END, w FROM items ORDER BY id`)
 	got := rows(t, e.dst, `SELECT id, v, w FROM items ORDER BY id`)
 	for i := range want {

@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Request names the changes to undo by exactly one scope and says how to undo them.
+// Request names the changes to undo by exactly one scope, and the options of the undo.
 type Request struct {
 	// ChangeID selects one change by its change_events id.
 	ChangeID uuid.UUID
@@ -34,7 +34,7 @@ type Request struct {
 	Force bool
 	// Requestor is who asked for the undo, such as the subject of an API token.
 	Requestor string
-	// Reason says why. It is required unless DryRun is set.
+	// Reason is why the changes are undone. It is required unless DryRun is set.
 	Reason string
 }
 

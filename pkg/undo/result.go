@@ -19,7 +19,7 @@ const (
 	StatusFailed   Status = "failed"   // the target rejected the undo's writes
 )
 
-// Action is what an undo writes to the target row of one change.
+// Action is the kind of write an undo makes to the target row of one change.
 type Action string
 
 // The actions of an undone change.
@@ -55,7 +55,7 @@ type Change struct {
 	RowKey      string    `json:"row_key"`
 	Op          change.Op `json:"op"` // the operation of the undone change
 	Action      Action    `json:"action"`
-	// Diff is what the undo writes, in the format of sync_log.diff: the current target
+	// Diff is the undo's write in the format of sync_log.diff, with the current target
 	// value as old and the restored value as new.
 	Diff map[string]ColumnChange `json:"diff,omitempty"`
 }

@@ -3,6 +3,7 @@ package undo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -103,7 +104,7 @@ func loadTarget(ctx context.Context, tx pgx.Tx, name string, specs []apply.Table
 	}
 	// NOTE: the applier matches rows by the source's replica identity, which sync_log does
 	// not name. Without tables[].key the target's primary key is taken to be the same
-	// columns; a change whose stored key has another length is rejected in keyOf.
+	// columns, and keyOf rejects a change whose stored key has another length.
 	t.key = keys[0]
 	return t, t.checkKey()
 }
@@ -168,7 +169,7 @@ func rowID(table string, key []string) string {
 const lockChunk = 1000
 
 // lockRows reads and locks FOR UPDATE the target rows with the given keys and caches
-// them in rows; keys without a row are cached as absent. Keys are locked in the order
+// them in rows. Keys without a row are cached as absent. Keys are locked in the order
 // given, so callers sort them to lock rows in the same order as other requests.
 func lockRows(ctx context.Context, tx pgx.Tx, t *targetTable, keys [][]string, rows map[string]*rowState) error {
 	for start := 0; start < len(keys); start += lockChunk {
@@ -189,8 +190,9 @@ func lockChunkRows(ctx context.Context, tx pgx.Tx, t *targetTable, keys [][]stri
 		raw := rr.Values()
 		ord, err := strconv.Atoi(string(raw[0]))
 		if err != nil || ord < 1 || ord > len(keys) {
-			rr.Close()
-			return fmt.Errorf("lock rows of %s: unexpected key position %q", t.name, raw[0])
+			_, closeErr := rr.Close()
+			return errors.Join(fmt.Errorf("lock rows of %s: unexpected key position %q", t.name, raw[0]),
+				closeErr)
 		}
 		values := make(map[string]*string, len(t.columns))
 		for i, c := range t.columns {

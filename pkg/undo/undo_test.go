@@ -114,7 +114,7 @@ func TestUndoKeyChangeMovesRowBack(t *testing.T) {
 	e.wantRows(`SELECT target_key::text FROM changesync.sync_log WHERE undo_request IS NOT NULL`, `["1"]`)
 }
 
-func TestUndoKeyChangeBlockedByRowAtOldKey(t *testing.T) {
+func TestUndoMoveBlockedByOldKey(t *testing.T) {
 	e := newEnv(t, customersDDL, "", customers())
 	e.exec(`INSERT INTO customers VALUES (1, 'a', '11111', NULL)`)
 	e.exec(`UPDATE customers SET id = 5 WHERE id = 1`)
