@@ -102,9 +102,10 @@ func loadTarget(ctx context.Context, tx pgx.Tx, name string, specs []apply.Table
 		return nil, fmt.Errorf("target table %s has no primary key or unique index and no "+
 			"configured key, so its rows cannot be found: set tables[].key", name)
 	}
-	// NOTE: the applier matches rows by the source's replica identity, which sync_log does
-	// not name. Without tables[].key the target's primary key is taken to be the same
-	// columns, and keyOf rejects a change whose stored key has another length.
+	// TODO: read the key column names from sync_log once the applier stores them. The
+	// applier matches rows by the source's replica identity, which sync_log does not name,
+	// so without tables[].key the target's primary key is taken to be the same columns,
+	// and keyOf rejects a change whose stored key has another length.
 	t.key = keys[0]
 	return t, t.checkKey()
 }
