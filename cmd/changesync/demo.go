@@ -256,9 +256,61 @@ COMMIT;`
 		return err
 	}
 	d.step("The audit trail of every change")
-	return d.printRows(ctx, d.dst, `SELECT change_type, row_key, status, coalesce(actor, '') AS actor,
-		(SELECT diff FROM changesync.sync_log l WHERE l.change_event_id = e.id) AS diff
+	err = d.printRows(ctx, d.dst, `SELECT change_type, row_key, status, coalesce(actor, '') AS actor,
+		(SELECT diff FROM changesync.sync_log l WHERE l.change_event_id = e.id AND l.undo_request IS NULL) AS diff
 		FROM changesync.change_events e ORDER BY source_lsn, seq`)
+	if err != nil {
+		return err
+	}
+	return d.undoStep(ctx)
+}
+
+// undoStep undoes customer 2's move on the target and shows that a second undo of the
+// same change is refused.
+func (d *demo) undoStep(ctx context.Context) error {
+	var changeID string
+	err := d.dst.QueryRow(ctx, `SELECT id::text FROM changesync.change_events
+		WHERE row_key = '2' AND change_type = 'update' AND status = 'synced'`).Scan(&changeID)
+	if err != nil {
+		return fmt.Errorf("find customer 2's change: %w", err)
+	}
+	d.step("The move was a mistake: changesync undo --change %s", changeID)
+	out, err := d.changesync(ctx, "undo", "--config", d.cfgPath, "--change", changeID,
+		"--requestor", "ops@billing", "--reason", "address entered on the wrong customer")
+	fmt.Fprint(d.out, out)
+	if err != nil {
+		return fmt.Errorf("changesync undo: %w", err)
+	}
+	if err := d.printRows(ctx, d.dst, demoTargetRows); err != nil {
+		return err
+	}
+	err = d.printRows(ctx, d.dst, `SELECT change_event, requestor, reason, status FROM changesync.undo_requests`)
+	if err != nil {
+		return err
+	}
+
+	d.step("A second undo of the same change is refused")
+	out, err = d.changesync(ctx, "undo", "--config", d.cfgPath, "--change", changeID,
+		"--requestor", "ops@billing", "--reason", "again")
+	fmt.Fprint(d.out, out)
+	if err == nil {
+		return errors.New("the second undo of the same change was not refused")
+	}
+	return nil
+}
+
+// changesync runs the demo's own binary with the demo's database URLs and returns its
+// combined output.
+func (d *demo) changesync(ctx context.Context, args ...string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the changesync binary: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Env = append(os.Environ(),
+		"DEMO_SOURCE_URL="+d.cluster.URL("crm"), "DEMO_TARGET_URL="+d.cluster.URL("billing"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // validationSteps shows a change that a rule rejects and one that a rule holds until an
@@ -304,16 +356,9 @@ func (d *demo) validationSteps(ctx context.Context) error {
 	}
 
 	d.step("An operator approves it: changesync release --change %s --approve --by ops@billing", heldID)
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the changesync binary: %w", err)
-	}
-	release := exec.CommandContext(ctx, self, "release", "--config", d.cfgPath, "--change", heldID,
+	out, err := d.changesync(ctx, "release", "--config", d.cfgPath, "--change", heldID,
 		"--approve", "--by", "ops@billing", "--reason", "rename confirmed with the customer")
-	release.Env = append(os.Environ(),
-		"DEMO_SOURCE_URL="+d.cluster.URL("crm"), "DEMO_TARGET_URL="+d.cluster.URL("billing"))
-	out, err := release.CombinedOutput()
-	fmt.Fprint(d.out, string(out))
+	fmt.Fprint(d.out, out)
 	if err != nil {
 		return fmt.Errorf("changesync release: %w", err)
 	}

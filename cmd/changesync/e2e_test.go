@@ -319,6 +319,8 @@ func TestDemoRunsScenario(t *testing.T) {
 		"status=rejected  decided_by=rule:zip-is-valid",
 		"1 held change(s) approved, 1 blocked change(s) applied",
 		"id=3  name=Alan M. Turing  billing_address=2 Bletchley Park  zip=90211",
+		"reason=address entered on the wrong customer  status=applied",
+		"the change was undone by an earlier request",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
