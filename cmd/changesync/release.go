@@ -15,7 +15,8 @@ import (
 	"github.com/datasense/changesync/pkg/store"
 )
 
-const releaseUsage = `usage: changesync release --config FILE (--change ID | --thread ID) (--approve | --reject) --by NAME [--reason TEXT]
+const releaseUsage = `usage: changesync release --config FILE (--change ID | --thread ID)
+                          (--approve | --reject) --by NAME [--reason TEXT]
 
 Approves or rejects a held change, or every held change of one source transaction, and
 then applies the changes of the same rows that were blocked behind it.`

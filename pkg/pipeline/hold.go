@@ -75,8 +75,10 @@ func (p *Pipeline) decideRow(held heldRows, ev *change.Event, dec change.Decisio
 		return apply.Result{Status: change.StatusHeld}, false
 	case dec.Verdict == change.Approve && held.blocks(table, keys):
 		held.add(table, keys)
-		return apply.Result{Status: change.StatusBlocked,
-			Reason: "waits behind a held change of the same row"}, false
+		return apply.Result{
+			Status: change.StatusBlocked,
+			Reason: "waits behind a held change of the same row",
+		}, false
 	case dec.Verdict == change.Approve:
 		return apply.Result{}, true
 	}

@@ -114,8 +114,10 @@ func changeEvent(pipeline string, typ notify.EventType, row *dbgen.InsertChangeE
 			notify.EventHold: "hold", notify.EventReject: "reject", notify.EventSkip: "skip",
 			notify.EventFailed: "approve",
 		}[typ]
-		ev.Decision = &notify.Decision{Verdict: verdict, Reason: row.DecisionReason.String,
-			DecidedBy: row.DecidedBy.String}
+		ev.Decision = &notify.Decision{
+			Verdict: verdict, Reason: row.DecisionReason.String,
+			DecidedBy: row.DecidedBy.String,
+		}
 	}
 	if len(diff) > 0 {
 		changes, err := notify.ChangesFromDiff(json.RawMessage(diff))

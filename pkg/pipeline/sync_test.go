@@ -2,7 +2,6 @@ package pipeline_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -116,7 +115,7 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 		e.done <- p.Run(ctx)
 		st.Close()
 	}()
-	t.Cleanup(func() { e.stopPipeline() })
+	t.Cleanup(func() { _ = e.stopPipeline() })
 }
 
 // slot returns the test's slot name: the source database's name, because slots are
@@ -248,19 +247,6 @@ func (e *syncEnv) wantRows(query string, want ...string) {
 	got := e.targetRows(query)
 	if !slices.Equal(got, want) {
 		e.t.Errorf("%s:\n got: %q\nwant: %q", query, got, want)
-	}
-}
-
-var errNotStopped = errors.New("the pipeline is still running")
-
-// runError waits up to timeout for the pipeline to stop by itself and returns its error.
-func (e *syncEnv) runError(timeout time.Duration) error {
-	select {
-	case err := <-e.done:
-		e.stopped.Store(true)
-		return err
-	case <-time.After(timeout):
-		return errNotStopped
 	}
 }
 
