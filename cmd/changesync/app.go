@@ -106,10 +106,24 @@ func runCheck(ctx context.Context, a *app) error {
 	if err := report.Write(os.Stdout); err != nil {
 		return fmt.Errorf("print the check report: %w", err)
 	}
-	if !report.OK() {
+	rulesErr := checkRules(a)
+	if rulesErr != nil {
+		fmt.Printf("FAIL  rules: %v\n", rulesErr)
+	}
+	if !report.OK() || rulesErr != nil {
 		return fmt.Errorf("check found problems; fix them and run check again")
 	}
 	return nil
+}
+
+// checkRules compiles and type-checks the validation rules, without the LLM settings
+// that only run needs.
+func checkRules(a *app) error {
+	if len(a.cfg.Rules) == 0 {
+		return nil
+	}
+	_, err := validate.NewRules(a.cfg.Rules, uint64(max(a.cfg.RuleCostLimit, 0)))
+	return err
 }
 
 // preflight runs the checks of `changesync check` and refuses to start when one fails,

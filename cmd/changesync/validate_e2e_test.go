@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -137,5 +139,35 @@ notify:
 	}
 	if err := s.stop(t, syscall.SIGTERM); err != nil {
 		t.Errorf("sidecar exit after SIGTERM: %v; log:\n%s", err, tail(s.log.String(), 4000))
+	}
+}
+
+func TestInvalidRuleStopsStart(t *testing.T) {
+	sourceURL, targetURL := pgtest.NewDB(t), pgtest.NewDB(t)
+	for _, url := range []string{sourceURL, targetURL} {
+		if _, err := connect(t, url).Exec(context.Background(), "CREATE TABLE t (id int PRIMARY KEY, zip text)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgPath := writeConfig(t, `
+source: {slot: bad_rule}
+tables: [{source: public.t}]
+rules:
+  - name: zip-is-valid
+    when: "'zip' in changed && !nwe.zip.matches('^[0-9]{5}$')"
+    action: reject
+`)
+	for _, command := range []string{"check", "run"} {
+		cmd := exec.Command(binary, command, "--config", cfgPath)
+		cmd.Env = append(os.Environ(), "CHANGESYNC_SOURCE_URL="+sourceURL, "CHANGESYNC_TARGET_URL="+targetURL)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("%s accepted an invalid rule:\n%s", command, out)
+		}
+		for _, want := range []string{`"zip-is-valid"`, "line 1, column", "undeclared reference to 'nwe'"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("%s output lacks %q:\n%s", command, want, out)
+			}
+		}
 	}
 }
