@@ -21,6 +21,7 @@ type options struct {
 	liveSeconds int
 	liveRate    int
 	out         string
+	only        string
 }
 
 // scenario is one fixed workload: a pgbench script and the transactions it runs.
@@ -29,18 +30,51 @@ type scenario struct {
 	script       string
 	rowsPerTx    int
 	transactions int
+	clients      int    // pgbench clients; 0 means 4
+	config       string // extra changesync configuration, such as rules
 }
 
 func scenarios(rows int) []scenario {
 	return []scenario{
-		{"single-row UPDATE transactions", singleUpdate, 1, rows},
-		{"10-row UPDATE transactions", tenUpdates, 10, rows / 10},
-		{"single-row INSERT transactions", "INSERT INTO bench (v, pad) VALUES (1, md5(random()::text));\n", 1, rows},
+		{name: "single-row UPDATE transactions", script: singleUpdate, rowsPerTx: 1, transactions: rows},
+		{
+			name: "single-row UPDATE transactions, ten rules", script: singleUpdate, rowsPerTx: 1,
+			transactions: rows, config: tenRules,
+		},
+		{name: "10-row UPDATE transactions", script: tenUpdates, rowsPerTx: 10, transactions: rows / 10},
+		{
+			name: "single-row INSERT transactions", rowsPerTx: 1, transactions: rows,
+			script: "INSERT INTO bench (v, pad) VALUES (1, md5(random()::text));\n",
+		},
 		// The subquery runs nextval once per statement; in the WHERE clause itself it
 		// would run once per scanned row.
-		{"single-row DELETE transactions", "DELETE FROM bench WHERE id = (SELECT nextval('delete_seq'));\n", 1, rows},
+		{
+			name: "single-row DELETE transactions", rowsPerTx: 1, transactions: rows,
+			script: "DELETE FROM bench WHERE id = (SELECT nextval('delete_seq'));\n",
+		},
+		{
+			name: "one transaction of 1,000,000 UPDATEs", script: millionUpdates, rowsPerTx: 1000000,
+			transactions: 1, clients: 1,
+		},
 	}
 }
+
+// millionUpdates updates every row of bench ten times in one transaction.
+var millionUpdates = "BEGIN;\n" + strings.Repeat("UPDATE bench SET v = v + 1;\n", 10) + "END;\n"
+
+// tenRules are ten typical rules that all run and none of which matches the workload.
+const tenRules = `rules:
+  - {name: skip-bot, when: "actor == 'etl-bot'", action: skip}
+  - {name: pad-not-empty, when: "'pad' in changed && new.pad == ''", action: reject}
+  - {name: v-not-negative, when: "has(new.v) && new.v < 0", action: reject}
+  - {name: v-small, when: "has(new.v) && new.v > 1000000000", action: hold}
+  - {name: pad-hex, when: "has(new.pad) && new.pad != null && !new.pad.matches('^[0-9a-f]*$')", action: reject}
+  - {name: no-deletes-by-app, when: "op == 'delete' && actor == 'app'", action: hold}
+  - {name: id-positive, when: "has(new.id) && new.id <= 0", action: reject}
+  - {name: pad-length, when: "has(new.pad) && new.pad != null && size(new.pad) > 64", action: reject}
+  - {name: v-changed-twice, when: "'v' in changed && 'id' in changed && op == 'delete'", action: skip}
+  - {name: marker-ok, table: public.marker, when: "op == 'truncate'", action: hold}
+`
 
 const singleUpdate = "\\set id random(1, 100000)\n" +
 	"UPDATE bench SET v = v + 1, pad = md5(random()::text) WHERE id = :id;\n"
@@ -122,7 +156,7 @@ type env struct {
 
 // newEnv creates fresh databases, the schema, changesync's slot (through `changesync
 // setup`) and a disabled native subscription with its own slot.
-func (b *bench) newEnv(ctx context.Context) (*env, error) {
+func (b *bench) newEnv(ctx context.Context, extraConfig string) (*env, error) {
 	b.round++
 	e := &env{
 		src:    fmt.Sprintf("src%d", b.round),
@@ -155,7 +189,7 @@ tables:
   - source: public.bench
   - source: public.marker
 log: {level: warn}
-`, b.round)
+`, b.round) + extraConfig
 	e.cfgPath = filepath.Join(b.dir, fmt.Sprintf("round%d.yaml", b.round))
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err

@@ -31,6 +31,8 @@ func run(ctx context.Context) error {
 	flag.IntVar(&opts.liveSeconds, "live-seconds", 10, "duration of the live lag run, in seconds")
 	flag.IntVar(&opts.liveRate, "live-rate", 1000, "transactions per second of the live lag run")
 	flag.StringVar(&opts.out, "out", "", "also write the report to this file")
+	flag.StringVar(&opts.only, "only", "", "run only the backlog scenarios whose name contains this text, "+
+		"and no live lag run")
 	flag.Parse()
 
 	b, err := newBench(ctx, opts)

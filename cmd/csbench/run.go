@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +26,9 @@ type drainResult struct {
 func (b *bench) runAll(ctx context.Context) (string, error) {
 	var rows []string
 	for _, sc := range scenarios(b.opts.rows) {
+		if !strings.Contains(sc.name, b.opts.only) {
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "csbench: %s\n", sc.name)
 		cs, native, err := b.drainScenario(ctx, sc)
 		if err != nil {
@@ -33,32 +38,48 @@ func (b *bench) runAll(ctx context.Context) (string, error) {
 			sc.name, sc.rowsPerTx*sc.transactions, cs.rate, native.rate, cs.rate/native.rate,
 			float64(cs.rssKiB)/1024, float64(native.rssKiB)/1024))
 	}
-	fmt.Fprintln(os.Stderr, "csbench: live lag")
-	lag, err := b.liveLag(ctx)
-	if err != nil {
-		return "", fmt.Errorf("live lag: %w", err)
+	var lag lagStats
+	if b.opts.only == "" {
+		fmt.Fprintln(os.Stderr, "csbench: live lag")
+		var err error
+		if lag, err = b.liveLag(ctx); err != nil {
+			return "", fmt.Errorf("live lag: %w", err)
+		}
 	}
-	return b.report(rows, lag), nil
+	var goRows []string
+	if b.opts.only == "" {
+		var err error
+		if goRows, err = runGoBenchmarks(ctx); err != nil {
+			return "", err
+		}
+	}
+	return b.report(rows, lag, goRows), nil
 }
 
 // drainScenario builds a backlog in both slots with the consumers stopped, then lets
 // changesync and the native subscription drain it one after the other.
 func (b *bench) drainScenario(ctx context.Context, sc scenario) (drainResult, drainResult, error) {
-	e, err := b.newEnv(ctx)
+	e, err := b.newEnv(ctx, sc.config)
 	if err != nil {
 		return drainResult{}, drainResult{}, err
 	}
 	defer b.dropEnv(ctx, e)
 
-	perClient := sc.transactions / 4
-	if _, err := b.pgbench(e, sc.script, "-c", "4", "-j", "2", "-t", fmt.Sprint(perClient)); err != nil {
+	clients := sc.clients
+	if clients == 0 {
+		clients = 4
+	}
+	perClient := sc.transactions / clients
+	_, err = b.pgbench(e, sc.script, "-c", fmt.Sprint(clients), "-j", fmt.Sprint(min(clients, 2)),
+		"-t", fmt.Sprint(perClient))
+	if err != nil {
 		return drainResult{}, drainResult{}, err
 	}
 	v, err := bumpMarker(ctx, e.srcConn)
 	if err != nil {
 		return drainResult{}, drainResult{}, err
 	}
-	changes := float64(perClient * 4 * sc.rowsPerTx)
+	changes := float64(perClient * clients * sc.rowsPerTx)
 
 	cs, err := b.drainChangesync(ctx, e, v, changes)
 	if err != nil {
@@ -105,7 +126,7 @@ type lagStats struct{ cs, native []float64 }
 // liveLag runs a rate-limited workload with both consumers running and samples the time
 // each takes to show a marker update committed on the source every 100 ms.
 func (b *bench) liveLag(ctx context.Context) (lagStats, error) {
-	e, err := b.newEnv(ctx)
+	e, err := b.newEnv(ctx, "")
 	if err != nil {
 		return lagStats{}, err
 	}
@@ -180,7 +201,7 @@ func percentile(samples []float64, p float64) float64 {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
-func (b *bench) report(rows []string, lag lagStats) string {
+func (b *bench) report(rows []string, lag lagStats, goRows []string) string {
 	var r strings.Builder
 	fmt.Fprintf(&r, "# Benchmarks\n\nMeasured %s with `make bench` "+
 		"(`go run ./cmd/csbench -binary bin/changesync -out docs/benchmarks.md`).\n\n",
@@ -195,6 +216,10 @@ on the target; changesync's time includes its process start. RSS is the peak res
 of the changesync process and of the native apply worker. For each row change the native
 worker writes the target row; changesync also reads the target row first (to write only
 the changed columns) and writes a change_events row and a sync_log row with their indexes.
+The ten-rules workload repeats the first one with ten typical rules that all run and none
+of which matches, so the difference between the two is the cost of validation. The
+transaction of 1,000,000 UPDATEs shows the memory bound: changesync hands a transaction on
+in parts of 500 changes and writes them into one target transaction.
 
 ## Backlog drain (row changes per second)
 
@@ -202,17 +227,24 @@ the changed columns) and writes a change_events row and a sync_log row with thei
 |---|---|---|---|---|---|---|
 `)
 	r.WriteString(strings.Join(rows, "\n") + "\n")
-	fmt.Fprintf(&r, "\n## Live lag\n\nSingle-row UPDATE transactions at %d per second for %d s, "+
-		"with both consumers running;\n"+
-		"a marker row is updated every 100 ms and its commit-to-visible time sampled on each target\n"+
-		"(polled every 5 ms, so samples are up to 5 ms high).\n\n", b.opts.liveRate, b.opts.liveSeconds)
-	r.WriteString("| consumer | samples | p50 (ms) | p99 (ms) | max (ms) |\n|---|---|---|---|---|\n")
-	for _, c := range []struct {
-		name string
-		s    []float64
-	}{{"changesync", lag.cs}, {"native", lag.native}} {
-		fmt.Fprintf(&r, "| %s | %d | %.1f | %.1f | %.1f |\n", c.name, len(c.s),
-			percentile(c.s, 0.5), percentile(c.s, 0.99), percentile(c.s, 1))
+	if len(lag.cs) > 0 || len(lag.native) > 0 {
+		fmt.Fprintf(&r, "\n## Live lag\n\nSingle-row UPDATE transactions at %d per second for %d s, "+
+			"with both consumers running;\n"+
+			"a marker row is updated every 100 ms and its commit-to-visible time sampled on each target\n"+
+			"(polled every 5 ms, so samples are up to 5 ms high).\n\n", b.opts.liveRate, b.opts.liveSeconds)
+		r.WriteString("| consumer | samples | p50 (ms) | p99 (ms) | max (ms) |\n|---|---|---|---|---|\n")
+		for _, c := range []struct {
+			name string
+			s    []float64
+		}{{"changesync", lag.cs}, {"native", lag.native}} {
+			fmt.Fprintf(&r, "| %s | %d | %.1f | %.1f | %.1f |\n", c.name, len(c.s),
+				percentile(c.s, 0.5), percentile(c.s, 0.99), percentile(c.s, 1))
+		}
+	}
+	if len(goRows) > 0 {
+		r.WriteString("\n## Go benchmarks\n\nRun by csbench with `go test -run '^$' -bench NAME -benchtime T PACKAGE` " +
+			"against a throwaway cluster.\n\n| what | benchmark | time per operation |\n|---|---|---|\n")
+		r.WriteString(strings.Join(goRows, "\n") + "\n")
 	}
 	return r.String()
 }
@@ -247,4 +279,50 @@ func (b *bench) serverVersion() string {
 	var v string
 	_ = conn.QueryRow(context.Background(), "SHOW server_version").Scan(&v)
 	return "PostgreSQL " + v
+}
+
+// goBenchmark is a Go benchmark of the repository whose result the report includes.
+type goBenchmark struct {
+	what, pkg, name, benchtime string
+}
+
+var goBenchmarks = []goBenchmark{
+	{
+		"validation of one change through ten rules (guard and burst detector included)",
+		"./pkg/validate", "BenchmarkTenRules", "2s",
+	},
+	{
+		"undo of one source transaction of 10,000 updates, in one target transaction",
+		"./pkg/undo", "BenchmarkUndoTransaction10k", "3x",
+	},
+}
+
+// runGoBenchmarks runs goBenchmarks with go test and returns report rows with the time
+// per operation.
+func runGoBenchmarks(ctx context.Context) ([]string, error) {
+	var rows []string
+	for _, gb := range goBenchmarks {
+		fmt.Fprintf(os.Stderr, "csbench: %s\n", gb.name)
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^"+gb.name+"$",
+			"-benchtime", gb.benchtime, gb.pkg)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("go test -bench %s: %w\n%s", gb.name, err, out)
+		}
+		perOp := ""
+		for _, line := range strings.Split(string(out), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) >= 4 && strings.HasPrefix(fields[0], gb.name) && fields[3] == "ns/op" {
+				ns, err := strconv.ParseFloat(fields[2], 64)
+				if err == nil {
+					perOp = time.Duration(ns).String()
+				}
+			}
+		}
+		if perOp == "" {
+			return nil, fmt.Errorf("no ns/op in the output of %s:\n%s", gb.name, out)
+		}
+		rows = append(rows, fmt.Sprintf("| %s | `%s` in `%s` | %s |", gb.what, gb.name, gb.pkg, perOp))
+	}
+	return rows, nil
 }

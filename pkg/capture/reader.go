@@ -21,7 +21,7 @@ import (
 const (
 	DefaultStatusInterval = 10 * time.Second
 	DefaultSlotTimeout    = time.Minute
-	DefaultPartEvents     = 5000
+	DefaultPartEvents     = 500
 )
 
 // Config sets up a Reader.
@@ -45,7 +45,8 @@ type Config struct {
 	SlotTimeout time.Duration
 	// PartEvents is the number of events after which a transaction is sent on in parts
 	// before its commit arrives, which bounds the memory a large transaction takes.
-	// Default 5000; negative sends every transaction whole.
+	// Default 500, so that the pipeline's queue of 256 holds at most 128,000 events of one
+	// transaction; negative sends every transaction whole.
 	PartEvents int
 }
 
