@@ -7,12 +7,15 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/capture"
 	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/config"
+	"github.com/datasense/changesync/pkg/metrics"
 	"github.com/datasense/changesync/pkg/notify"
 	"github.com/datasense/changesync/pkg/pipeline"
 	"github.com/datasense/changesync/pkg/preflight"
@@ -179,6 +182,17 @@ func runSidecar(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	pipelineMetrics, err := metrics.NewPipeline(reg, a.cfg.Pipeline)
+	if err != nil {
+		return err
+	}
+	source, err := pgxpool.New(ctx, a.cfg.Source.URL)
+	if err != nil {
+		return fmt.Errorf("connect to the source for metrics: %w", err)
+	}
+	defer source.Close()
+	reg.MustRegister(metrics.NewCollector(a.cfg.Pipeline, a.cfg.Source.Slot, source, st.Pool, r, a.log))
 	sink := &alertSink{log: a.log, name: a.cfg.Pipeline, wants: notifyCfg.Wants}
 	agent, err := validate.New(a.cfg, validate.WithLogger(a.log), validate.WithAlerts(sink))
 	if err != nil {
@@ -187,7 +201,7 @@ func runSidecar(ctx context.Context, a *app) error {
 	p := pipeline.New(pipeline.Config{
 		Name: a.cfg.Pipeline, Slot: a.cfg.Source.Slot, BatchMaxEvents: a.cfg.Apply.BatchMaxEvents,
 	}, r, applier, st, pipeline.WithLogger(a.log), pipeline.WithValidator(agent),
-		pipeline.WithNotifications(notifyCfg.Wants))
+		pipeline.WithNotifications(notifyCfg.Wants), pipeline.WithMetrics(pipelineMetrics))
 	sink.pipeline = p
 
 	err = p.Prepare(ctx, r, pipeline.PrepareConfig{
@@ -198,7 +212,7 @@ func runSidecar(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
-	dispatcher, err := notify.NewDispatcher(st, notifyCfg, nil, notify.WithLogger(a.log))
+	dispatcher, err := notify.NewDispatcher(st, notifyCfg, reg, notify.WithLogger(a.log))
 	if err != nil {
 		return err
 	}
@@ -206,7 +220,6 @@ func runSidecar(ctx context.Context, a *app) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Run(gctx) })
 	if notifyCfg.HasDestinations() {
-		// TODO: register the dispatcher's metrics once the metrics endpoint exists.
 		g.Go(func() error { return dispatcher.Run(gctx) })
 	}
 	err = g.Wait()

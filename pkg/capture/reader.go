@@ -65,14 +65,15 @@ func WithLogger(l *slog.Logger) Option {
 // Reader streams committed transactions from one slot. Its methods may be called from
 // any goroutine, but only one Stream may run at a time.
 type Reader struct {
-	cfg       Config
-	log       *slog.Logger
-	connCfg   *pgx.ConnConfig // normal connection
-	replCfg   *pgconn.Config  // replication connection
-	tables    map[change.TableName]bool
-	confirmed atomic.Uint64 // highest LSN confirmed durable in the target
-	received  atomic.Uint64 // highest WAL position received from the server
-	walEnd    atomic.Uint64 // server WAL end from the last keepalive or XLogData
+	cfg        Config
+	log        *slog.Logger
+	connCfg    *pgx.ConnConfig // normal connection
+	replCfg    *pgconn.Config  // replication connection
+	tables     map[change.TableName]bool
+	confirmed  atomic.Uint64 // highest LSN confirmed durable in the target
+	received   atomic.Uint64 // highest WAL position received from the server
+	reconnects atomic.Int64  // sessions started again after a lost connection
+	walEnd     atomic.Uint64 // server WAL end from the last keepalive or XLogData
 
 	malformedContext atomic.Int64 // count of malformed context messages
 }
@@ -82,6 +83,7 @@ type Stats struct {
 	Received     change.LSN // last WAL position received from the server
 	Confirmed    change.LSN // last position confirmed durable in the target
 	ServerWALEnd change.LSN // end of the server's WAL as of the last message
+	Reconnects   int64      // reconnects after a lost connection since New
 }
 
 // slotNamePattern is the rule PostgreSQL applies to replication slot names. The
@@ -153,6 +155,7 @@ func (r *Reader) Confirm(lsn change.LSN) {
 func (r *Reader) Stats() Stats {
 	return Stats{
 		Received:     change.LSN(r.received.Load()),
+		Reconnects:   r.reconnects.Load(),
 		Confirmed:    change.LSN(r.confirmed.Load()),
 		ServerWALEnd: change.LSN(r.walEnd.Load()),
 	}

@@ -54,6 +54,7 @@ func (r *Reader) Stream(ctx context.Context, start change.LSN, out chan<- *chang
 			attempt = 0
 		}
 		attempt++
+		r.reconnects.Add(1)
 
 		delay := retry.NextBackOff()
 		r.log.Warn("reconnecting", logSlot, r.cfg.Slot, logAttempt, attempt,

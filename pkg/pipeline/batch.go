@@ -42,6 +42,7 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx, isolate 
 		return nil
 	}
 
+	start := time.Now()
 	dbtx, err := p.store.Pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin target transaction: %w", err)
@@ -56,9 +57,25 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx, isolate 
 	if err := p.finish(ctx, dbtx, last, len(fresh), len(rows.events)); err != nil {
 		return err
 	}
+	p.observe(rows.events, start, last)
 	p.written(rows.queued)
 	p.logUnsynced(ctx, &rows)
 	return nil
+}
+
+// observe updates the metrics after a batch committed.
+func (p *Pipeline) observe(events []dbgen.InsertChangeEventsParams, start time.Time, last *change.Tx) {
+	if p.metrics == nil {
+		return
+	}
+	counts := map[[2]string]int{}
+	for i := range events {
+		counts[[2]string{events[i].TableName, string(events[i].Status)}]++
+	}
+	for k, n := range counts {
+		p.metrics.Change(k[0], k[1], n)
+	}
+	p.metrics.Batch(len(events), time.Since(start), last.CommitTime)
 }
 
 // fresh returns the transactions of batch above the checkpoint.
@@ -153,6 +170,8 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 	parts := p.fresh(batch)
 	var unsynced audit
 	txCount, events, queued := len(parts), 0, 0
+	start := time.Now()
+	statuses := map[[2]string]int{}
 	for {
 		rows, err := p.write(work, dbtx, b, parts, isolate)
 		if err != nil {
@@ -160,6 +179,9 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 		}
 		events += len(rows.events)
 		queued = max(queued, rows.queued)
+		for i := range rows.events {
+			statuses[[2]string{rows.events[i].TableName, string(rows.events[i].Status)}]++
+		}
 		for _, i := range rows.unsynced {
 			unsynced.unsynced = append(unsynced.unsynced, len(unsynced.events))
 			unsynced.events = append(unsynced.events, rows.events[i])
@@ -177,6 +199,10 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 	if err := p.finish(work, dbtx, last, txCount, events); err != nil {
 		return p.restart(last, err)
 	}
+	for k, n := range statuses {
+		p.metrics.Change(k[0], k[1], n)
+	}
+	p.metrics.Batch(events, time.Since(start), last.CommitTime)
 	p.written(queued)
 	p.logUnsynced(work, &unsynced)
 	return nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/metrics"
 	"github.com/datasense/changesync/pkg/store"
 )
 
@@ -60,6 +61,9 @@ type Option func(*Pipeline)
 // WithLogger sets the logger; without it the pipeline logs nothing.
 func WithLogger(l *slog.Logger) Option { return func(p *Pipeline) { p.log = l } }
 
+// WithMetrics sets the metrics the pipeline updates as batches commit.
+func WithMetrics(m *metrics.Pipeline) Option { return func(p *Pipeline) { p.metrics = m } }
+
 // WithValidator sets the validation step; without it every change is approved.
 func WithValidator(v Validator) Option { return func(p *Pipeline) { p.validator = v } }
 
@@ -73,6 +77,7 @@ type Pipeline struct {
 	log       *slog.Logger
 	wants     Wants // nil writes no change events to the outbox
 	outbox    outbox
+	metrics   *metrics.Pipeline // nil records no metrics
 
 	checkpoint change.LSN // commit LSN of the last transaction durable in the target
 	// isolateLSN is the commit LSN of a transaction in parts that the target rejected a

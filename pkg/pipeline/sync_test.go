@@ -15,6 +15,7 @@ import (
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/capture"
 	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/metrics"
 	"github.com/datasense/changesync/pkg/pgtest"
 	"github.com/datasense/changesync/pkg/pipeline"
 	"github.com/datasense/changesync/pkg/store"
@@ -34,6 +35,7 @@ type syncEnv struct {
 	marker         int64
 	store          *store.Store
 	applier        *apply.Applier
+	reader         *capture.Reader
 	stop           context.CancelFunc
 	done           chan error
 	stopped        atomic.Bool
@@ -50,6 +52,7 @@ type syncSetup struct {
 	// partEvents is the capture's part size; 0 keeps its default.
 	partEvents int
 	validator  pipeline.Validator
+	metrics    *metrics.Pipeline
 }
 
 // startSync creates both databases, runs the DDL and starts streaming.
@@ -103,7 +106,10 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 	if setup.validator != nil {
 		opts = append(opts, pipeline.WithValidator(setup.validator))
 	}
-	e.store, e.applier = st, applier
+	if setup.metrics != nil {
+		opts = append(opts, pipeline.WithMetrics(setup.metrics))
+	}
+	e.store, e.applier, e.reader = st, applier, reader
 	p := pipeline.New(pipeline.Config{Name: "test", Slot: e.slot()}, reader, applier, st, opts...)
 	err = p.Prepare(ctx, reader, pipeline.PrepareConfig{SourceURL: e.srcURL, Snapshot: setup.snapshot, Tables: tables})
 	if err != nil {
