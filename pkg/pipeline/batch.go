@@ -14,6 +14,7 @@ import (
 	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/store"
 	"github.com/datasense/changesync/pkg/store/dbgen"
+	"github.com/datasense/changesync/pkg/validate"
 )
 
 // audit collects the metadata rows of a batch.
@@ -170,12 +171,21 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 	parts := p.fresh(batch)
 	var unsynced audit
 	txCount, events, queued := len(parts), 0, 0
+	bulkFromStart := false
 	start := time.Now()
 	statuses := map[[2]string]int{}
 	for {
 		rows, err := p.write(work, dbtx, b, parts, isolate)
 		if err != nil {
 			return p.restart(last, err)
+		}
+		if bulk := bulkDecided(rows.events, last); last.FirstSeq == 0 {
+			bulkFromStart = bulk
+		} else if bulk && !bulkFromStart {
+			// The guard crossed its limit in a later part, after earlier parts were
+			// applied; the replay holds the transaction from its first change on.
+			return fmt.Errorf("%w: the bulk guard decided transaction %s at its change %d",
+				errRestart, last.CommitLSN, last.FirstSeq)
 		}
 		events += len(rows.events)
 		queued = max(queued, rows.queued)
@@ -206,6 +216,16 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 	p.written(queued)
 	p.logUnsynced(work, &unsynced)
 	return nil
+}
+
+// bulkDecided reports whether the bulk guard decided the events of tx among rows.
+func bulkDecided(rows []dbgen.InsertChangeEventsParams, tx *change.Tx) bool {
+	for i := range rows {
+		if rows[i].ThreadID == tx.ThreadID && rows[i].DecidedBy.String == validate.BulkDecider {
+			return true
+		}
+	}
+	return false
 }
 
 // nextPart receives the part that follows prev. Events of a part that were already

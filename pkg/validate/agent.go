@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"golang.org/x/sync/errgroup"
@@ -51,6 +54,14 @@ type Agent struct {
 
 	mu      sync.Mutex
 	current *txDecisions // decisions of the transaction seen last
+	// parts are the row counts so far of transactions that arrive in parts, by thread.
+	parts map[uuid.UUID][]tableCount
+	// tripped are the bulk decisions of transactions in parts that crossed a guard limit
+	// after their first part, by thread. The pipeline applies such a transaction again
+	// from its start, and every part of the replay gets the decision.
+	tripped map[uuid.UUID]change.Decision
+	// replaying marks the tripped transactions whose replay has started.
+	replaying map[uuid.UUID]bool
 }
 
 // txDecisions are the decisions on the events of one transaction, by position.
@@ -131,7 +142,8 @@ func New(cfg *config.Config, opts ...Option) (*Agent, error) {
 	return &Agent{
 		rules: rules, guard: guard, burst: burst, reviewer: rev, tables: tables,
 		types: pgtype.NewMap(), alerts: o.alerts, log: o.log, warn: newLimitedLog(o.log, o.now),
-		now: o.now,
+		now: o.now, parts: map[uuid.UUID][]tableCount{}, tripped: map[uuid.UUID]change.Decision{},
+		replaying: map[uuid.UUID]bool{},
 	}, nil
 }
 
@@ -181,7 +193,18 @@ func (a *Agent) decideTx(ctx context.Context, tx *change.Tx) *txDecisions {
 	counts := countRows(tx, a.validates)
 	a.observeBurst(ctx, tx, counts)
 
-	if dec, alert := a.guard.check(tx, counts); alert != nil {
+	if dec, ok := a.trippedDecision(tx); ok {
+		for i := range d.decisions {
+			d.decisions[i] = dec
+		}
+		d.bulk = &dec
+		return d
+	}
+	guardCounts := a.partCounts(tx, counts)
+	if dec, alert := a.guard.check(tx, guardCounts); alert != nil {
+		if tx.FirstSeq > 0 {
+			a.tripped[tx.ThreadID] = dec
+		}
 		a.alerts.Alert(ctx, *alert)
 		a.log.WarnContext(ctx, "bulk guard decided a transaction", "xid", tx.Xid,
 			"thread_id", tx.ThreadID.String(), "table", alert.Table.String(), "rows", alert.Count,
@@ -204,6 +227,51 @@ func (a *Agent) decideTx(ctx context.Context, tx *change.Tx) *txDecisions {
 	}
 	a.runReviews(ctx, tx, pending, d.decisions)
 	return d
+}
+
+// partCounts returns the counts the guard checks for tx: for a transaction in parts,
+// the counts of all its parts so far.
+func (a *Agent) partCounts(tx *change.Tx, counts []tableCount) []tableCount {
+	if !tx.More && tx.FirstSeq == 0 {
+		return counts
+	}
+	if tx.FirstSeq == 0 {
+		delete(a.parts, tx.ThreadID) // a replay starts counting again
+	}
+	total := a.parts[tx.ThreadID]
+	for _, c := range counts {
+		j := slices.IndexFunc(total, func(t tableCount) bool { return t.table == c.table })
+		if j < 0 {
+			total = append(total, tableCount{table: c.table})
+			j = len(total) - 1
+		}
+		total[j].rows += c.rows
+		total[j].deletes += c.deletes
+	}
+	if tx.More {
+		a.parts[tx.ThreadID] = total
+	} else {
+		delete(a.parts, tx.ThreadID)
+	}
+	return total
+}
+
+// trippedDecision returns the bulk decision of a transaction in parts that crossed a
+// limit after its first part. It is forgotten after the last part of a replay that had
+// it from the first part on.
+func (a *Agent) trippedDecision(tx *change.Tx) (change.Decision, bool) {
+	dec, ok := a.tripped[tx.ThreadID]
+	if !ok {
+		return change.Decision{}, false
+	}
+	if tx.FirstSeq == 0 {
+		a.replaying[tx.ThreadID] = true
+	}
+	if !tx.More && a.replaying[tx.ThreadID] {
+		delete(a.tripped, tx.ThreadID)
+		delete(a.replaying, tx.ThreadID)
+	}
+	return dec, true
 }
 
 // validates reports whether events of table are validated: those of the configured
