@@ -45,17 +45,26 @@ type Querier interface {
 	InsertUndoSyncLog(ctx context.Context, arg []InsertUndoSyncLogParams) (int64, error)
 	ListChangeEventsByRow(ctx context.Context, arg ListChangeEventsByRowParams) ([]ChangeEvent, error)
 	ListChangeEventsByThread(ctx context.Context, threadID uuid.UUID) ([]ChangeEvent, error)
+	// Queries of the HTTP API: the audit listings and histories it reads.
+	// One page of change events, newest first. Every filter is optional (NULL leaves it out);
+	// the cursor is the (detected_at, id) of the last event of the previous page.
+	ListChangeEventsPage(ctx context.Context, arg ListChangeEventsPageParams) ([]ChangeEvent, error)
 	ListChangeIDsByThread(ctx context.Context, threadID uuid.UUID) ([]uuid.UUID, error)
 	// The held and blocked changes of a pipeline in source order, locked, for the per-row
 	// order of the pipeline and for releasing held changes.
 	ListPendingChanges(ctx context.Context, pipeline string) ([]ChangeEvent, error)
 	ListSnapshots(ctx context.Context, pipeline pgtype.Text) ([]Snapshot, error)
 	ListSyncLogByChange(ctx context.Context, changeEventID uuid.UUID) ([]SyncLog, error)
+	// The target writes of one row, oldest first: the writes of synced changes and of undos.
+	// The table, when given, is the source or the target table.
+	ListSyncLogByRow(ctx context.Context, arg ListSyncLogByRowParams) ([]SyncLog, error)
 	// Changes that wrote to one row since a time. The table is the source or the target table.
 	ListSyncedChangeIDsByRow(ctx context.Context, arg ListSyncedChangeIDsByRowParams) ([]uuid.UUID, error)
 	// Changes written to the target in [since, until), of the given source or target tables,
 	// or of every table when the list is empty.
 	ListSyncedChangeIDsInWindow(ctx context.Context, arg ListSyncedChangeIDsInWindowParams) ([]uuid.UUID, error)
+	ListUndoRequestsByChange(ctx context.Context, changeEvent uuid.UUID) ([]UndoRequest, error)
+	ListUndoRequestsByRequest(ctx context.Context, requestID uuid.UUID) ([]UndoRequest, error)
 	// Reads the changes with their sync_log write, newest first, and locks the change_events
 	// rows. A request that waits for the lock reads the status the other request committed.
 	LockChangesForUndo(ctx context.Context, ids []uuid.UUID) ([]LockChangesForUndoRow, error)

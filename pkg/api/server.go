@@ -1,0 +1,232 @@
+// Package api is changesync's HTTP API: the audit trail of change events, the diff of a
+// row, manual decisions on held changes and undo requests, with JWT authentication and
+// roles, plus health, readiness, Prometheus metrics and the OpenAPI document.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/datasense/changesync/pkg/apply"
+	"github.com/datasense/changesync/pkg/config"
+	"github.com/datasense/changesync/pkg/store"
+	"github.com/datasense/changesync/pkg/undo"
+)
+
+// Limits of one request. NOTE: the handler timeout is an estimate of how long the largest
+// undo request should take; a time-window undo over many rows can exceed it.
+const (
+	bodyLimit         = "1M"
+	handlerTimeout    = 60 * time.Second
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = handlerTimeout + 15*time.Second
+	idleTimeout       = 2 * time.Minute
+	shutdownTimeout   = 15 * time.Second
+)
+
+// Config sets up a Server. Cfg, Store and Pipeline are required; Applier is required for
+// POST /sync-manual/ and Undo for POST /undo-request/, which answer 503 without them.
+type Config struct {
+	Cfg      *config.Config
+	Store    *store.Store
+	Applier  *apply.Applier
+	Undo     *undo.Executor
+	Pipeline string // name of the pipeline whose held changes POST /sync-manual/ decides
+	// Gatherer is served at /metrics. Nil serves an empty registry.
+	Gatherer prometheus.Gatherer
+	// Log is the logger; nil logs nothing.
+	Log *slog.Logger
+}
+
+// Server is the HTTP API of one pipeline.
+type Server struct {
+	cfg    Config
+	listen string
+	echo   *echo.Echo
+	auth   *authenticator
+	log    *slog.Logger
+}
+
+// New checks the configuration and builds the server. Without authentication configured,
+// it rejects a listen address other than loopback. Close releases the JWKS refresh of a
+// server that is never run.
+func New(cfg Config) (*Server, error) {
+	if cfg.Cfg == nil || cfg.Store == nil {
+		return nil, errors.New("api: the configuration and the metadata store are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.NewRegistry()
+	}
+	listen := cfg.Cfg.API.Listen
+	if listen == "" {
+		listen = config.DefaultListen
+	}
+	auth, err := newAuthenticator(cfg.Cfg.API.Auth)
+	if err != nil {
+		return nil, err
+	}
+	if auth == nil {
+		if err := checkLoopback(listen); err != nil {
+			return nil, err
+		}
+	}
+
+	s := &Server{cfg: cfg, listen: listen, auth: auth, log: cfg.Log}
+	s.echo = s.newEcho()
+	return s, nil
+}
+
+// ServeHTTP serves one request, so the server can be used as an http.Handler in tests.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Close stops the background refresh of the JWKS keys.
+func (s *Server) Close() {
+	if s.auth != nil {
+		s.auth.close()
+	}
+}
+
+// Run listens on the configured address and serves until ctx ends, then shuts down
+// gracefully, waiting up to shutdownTimeout for open requests.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.listen)
+	if err != nil {
+		return fmt.Errorf("api: listen on %s: %w", s.listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, like Run.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.Close()
+	srv := &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.log.Info("api listening", "address", ln.Addr().String(), "auth", s.auth != nil)
+
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("api: serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	if serveErr := <-done; !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
+		err = serveErr
+	}
+	if err != nil {
+		return fmt.Errorf("api: shut down: %w", err)
+	}
+	s.log.Info("api stopped", "address", ln.Addr().String())
+	return nil
+}
+
+// checkLoopback returns an error unless the host of listen is a loopback address or
+// localhost.
+func checkLoopback(listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("api: invalid listen address %q: %w; use host:port such as 127.0.0.1:8080",
+			listen, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("api: listen address %q is not loopback and authentication is not configured: "+
+		"set api.auth.jwt_secret_env (the name of an environment variable with an HS256 secret) or "+
+		"api.auth.jwks_url, or listen on 127.0.0.1", listen)
+}
+
+// newEcho builds the router with its middleware and routes.
+func (s *Server) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
+	e.Use(middleware.BodyLimit(bodyLimit))
+	e.Use(middleware.ContextTimeout(handlerTimeout))
+
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.role != roleNone {
+			h = s.authorize(r.role, h)
+		}
+		e.Add(r.method, r.path, h)
+		if r.slash {
+			e.Add(r.method, r.path+"/", h)
+		}
+	}
+	return e
+}
+
+// route is one endpoint of the API. slash registers the path with a trailing slash too.
+type route struct {
+	method  string
+	path    string
+	slash   bool
+	role    role
+	handler echo.HandlerFunc
+}
+
+// routes lists every endpoint. The OpenAPI document must describe exactly these paths, and
+// a test checks that it does.
+func (s *Server) routes() []route {
+	return []route{
+		{http.MethodGet, "/change-events", true, roleViewer, s.listChangeEvents},
+		{http.MethodGet, "/change-events/:id", true, roleViewer, s.getChangeEvent},
+		{http.MethodPost, "/sync-manual", true, roleOperator, s.syncManual},
+		{http.MethodPost, "/undo-request", true, roleAdmin, s.undoRequest},
+		{http.MethodGet, "/undo-requests/:id", true, roleViewer, s.getUndoRequest},
+		{http.MethodGet, "/status/:change_id", true, roleViewer, s.getStatus},
+		{http.MethodGet, "/diff/:row_key", true, roleViewer, s.getDiff},
+		{http.MethodGet, "/healthz", false, roleNone, s.healthz},
+		{http.MethodGet, "/readyz", false, roleNone, s.readyz},
+		{http.MethodGet, "/metrics", false, roleNone, echo.WrapHandler(
+			promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}))},
+		{http.MethodGet, "/openapi.json", false, roleNone, serveOpenAPI},
+	}
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz reports ready when the metadata store in the target database answers a ping.
+// TODO: also check that replication is connected; the pipeline does not expose its
+// connection state yet.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Pool.Ping(ctx); err != nil {
+		s.log.Warn("readiness check failed", "error", err.Error())
+		return newError(http.StatusServiceUnavailable, "not_ready",
+			"the target database does not answer; check that it runs and that target.url is right")
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
