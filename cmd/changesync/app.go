@@ -170,6 +170,7 @@ func runSidecar(ctx context.Context, a *app) error {
 
 	applier, err := apply.New(ctx, st.Pool, a.tableSpecs(), apply.Policy{
 		OnExistingRow: a.cfg.Apply.OnExistingRow, OnMissingRow: a.cfg.Apply.OnMissingRow,
+		OnMissingColumn: a.cfg.Apply.OnMissingColumn,
 	}, a.log)
 	if err != nil {
 		return err

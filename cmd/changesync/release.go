@@ -57,6 +57,7 @@ func runRelease(ctx context.Context, args []string, out io.Writer) error {
 	defer st.Close()
 	applier, err := apply.New(ctx, st.Pool, a.tableSpecs(), apply.Policy{
 		OnExistingRow: a.cfg.Apply.OnExistingRow, OnMissingRow: a.cfg.Apply.OnMissingRow,
+		OnMissingColumn: a.cfg.Apply.OnMissingColumn,
 	}, a.log)
 	if err != nil {
 		return err

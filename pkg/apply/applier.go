@@ -21,12 +21,18 @@ const (
 	MissingRowInsert  = "insert" // insert the row when the new tuple is complete
 	MissingRowSkip    = "skip"   // record the change as skipped and write nothing
 	MissingRowFail    = "fail"   // record the change as failed and write nothing
+
+	MissingColumnHold   = "hold"   // hold a change with a value for a column the target lacks
+	MissingColumnIgnore = "ignore" // write the other columns of such a change
 )
 
 // Policy decides what happens when the target row does not look as the change expects.
 type Policy struct {
 	OnExistingRow string // ExistingRowUpdate (default) or ExistingRowFail
 	OnMissingRow  string // MissingRowInsert (default), MissingRowSkip or MissingRowFail
+	// OnMissingColumn is MissingColumnIgnore (the default of the zero Policy) or
+	// MissingColumnHold.
+	OnMissingColumn string
 }
 
 // Applier maps change events to their target tables and writes them in batches. It is

@@ -83,6 +83,13 @@ func (b *Batch) Apply(ctx context.Context, ev *change.Event) (Result, error) {
 		return Result{Status: change.StatusFailed, Reason: err.Error()}, nil
 	}
 	res := Result{Target: p.target.Name, Actor: b.a.Actor(ev)}
+	if col := p.missingColumnValue(ev); col != "" && b.a.policy.OnMissingColumn == MissingColumnHold &&
+		!b.releasing {
+		res.Status = change.StatusHeld
+		res.Reason = fmt.Sprintf("source column %q has no column in target table %s (apply.on_missing_column: "+
+			"hold): add the column to the target, or exclude it, then release the change", col, p.target.Name)
+		return res, nil
+	}
 
 	switch ev.Op {
 	case change.OpInsert:

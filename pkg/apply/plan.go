@@ -26,7 +26,8 @@ type plan struct {
 	keyCol []targetColumn // the target columns of the key, in key order
 	actor  int            // relation position of the actor column, or -1
 	// ignored lists source columns the target does not have; they are not written.
-	ignored []string
+	ignored    []string
+	ignoredPos []int // their relation positions
 }
 
 // newPlan maps a relation onto its target table.
@@ -42,9 +43,8 @@ func newPlan(spec *TableSpec, target *targetTable, rel *change.Relation) (*plan,
 		}
 		tc, ok := target.column(name)
 		if !ok {
-			// TODO: make a source column missing on the target a configurable choice
-			// between holding the change and ignoring the column; it is ignored now.
 			p.ignored = append(p.ignored, c.Name)
+			p.ignoredPos = append(p.ignoredPos, i)
 			continue
 		}
 		if tc.Generated {
@@ -154,4 +154,15 @@ func (p *plan) targetUniqueKey() []int {
 		}
 	}
 	return nil
+}
+
+// missingColumnValue returns the first source column without a target column that ev
+// carries a non-NULL value of, or "". A NULL loses nothing when it is not written.
+func (p *plan) missingColumnValue(ev *change.Event) string {
+	for j, i := range p.ignoredPos {
+		if i < len(ev.New) && ev.New[i].Kind == change.Text {
+			return p.ignored[j]
+		}
+	}
+	return ""
 }

@@ -106,6 +106,11 @@ type Apply struct {
 	// OnMissingRow is the action of an UPDATE whose row the target lacks: "insert"
 	// (default, when the new tuple is complete), "skip" or "fail".
 	OnMissingRow string `yaml:"on_missing_row"`
+	// OnMissingColumn is the action of a change that carries a value of a source column
+	// the target table lacks, such as a column added on the source while streaming:
+	// "hold" (default, a person decides once the target has the column) or "ignore"
+	// (write the other columns).
+	OnMissingColumn string `yaml:"on_missing_column"`
 }
 
 // Rule is a validation rule: when the CEL expression When is true for an event, Action
@@ -253,6 +258,7 @@ func (c *Config) fillDefaults() {
 
 	setDefault(&c.Apply.OnExistingRow, "update")
 	setDefault(&c.Apply.OnMissingRow, "insert")
+	setDefault(&c.Apply.OnMissingColumn, "hold")
 	setDefault(&c.Guard.Action, "hold")
 	setDefault(&c.LLM.APIKeyEnv, DefaultAPIKeyEnv)
 	setDefault(&c.LLM.OnError, "hold")

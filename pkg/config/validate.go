@@ -239,6 +239,9 @@ func (c *Config) validateApply(p *problems) {
 	default:
 		p.invalidChoice("apply.on_missing_row", a.OnMissingRow, "insert", "skip", "fail")
 	}
+	if a.OnMissingColumn != "hold" && a.OnMissingColumn != "ignore" {
+		p.invalidChoice("apply.on_missing_column", a.OnMissingColumn, "hold", "ignore")
+	}
 }
 
 func (c *Config) validateRules(p *problems) {

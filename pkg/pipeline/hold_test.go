@@ -220,3 +220,34 @@ func TestReleaseHeldTruncate(t *testing.T) {
 	}
 	e.sameRows("SELECT * FROM items ORDER BY id")
 }
+
+func TestMissingTargetColumnHoldsUntilReleased(t *testing.T) {
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE p (id int PRIMARY KEY, a text)",
+		specs:     []apply.TableSpec{{Source: table("public", "p")}},
+		policy:    apply.Policy{OnMissingColumn: apply.MissingColumnHold},
+	})
+	e.exec(`INSERT INTO p VALUES (1, 'x')`)
+	e.sync()
+	e.exec(`ALTER TABLE p ADD COLUMN c text; UPDATE p SET c = 'new' WHERE id = 1; UPDATE p SET a = 'y' WHERE id = 1;
+		INSERT INTO p (id, a) VALUES (2, 'no value for c')`)
+	e.sync()
+	e.wantRows("SELECT id, a FROM p ORDER BY id", "1 | x", "2 | no value for c")
+	e.wantRows(`SELECT status, decision_reason LIKE '%"c" has no column in target table public.p%'
+		FROM changesync.change_events WHERE table_name = 'public.p' AND row_key = '1' AND change_type = 'update'
+		ORDER BY source_lsn`, "held | t", "blocked | f")
+
+	// Once the target has the column, a release with a fresh applier writes it.
+	e.execOn(e.dst, `ALTER TABLE p ADD COLUMN c text`)
+	fresh, err := apply.New(context.Background(), e.store.Pool,
+		[]apply.TableSpec{{Source: table("public", "p"), Target: table("public", "p")}}, apply.Policy{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pipeline.Release(context.Background(), e.store, fresh, "test",
+		pipeline.ReleaseRequest{ChangeID: heldChange(t, e), Approve: true, By: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sameRows("SELECT * FROM p ORDER BY id")
+}

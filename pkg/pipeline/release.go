@@ -99,6 +99,11 @@ func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipel
 			if err := r.apply(ctx, c, ev, c.DecidedBy.String, c.DecisionReason.String, false, &res); err != nil {
 				return res, err
 			}
+			if r.lastStatus == change.StatusHeld {
+				// The applier held it, such as for a column the target lacks.
+				held.add(table, keys)
+				continue
+			}
 			res.Applied = append(res.Applied, c.ID)
 		}
 	}
@@ -134,6 +139,8 @@ type releaser struct {
 	now     time.Time
 	updates []dbgen.UpdateChangeDecisionParams
 	logs    []dbgen.InsertSyncLogParams
+	// lastStatus is the status of the change apply handled last.
+	lastStatus change.Status
 }
 
 func (r *releaser) decide(c *dbgen.ChangeEvent, status change.Status, by, reason string, res *apply.Result) {
@@ -164,6 +171,7 @@ func (r *releaser) apply(ctx context.Context, c *dbgen.ChangeEvent, ev *change.E
 	if err != nil {
 		return fmt.Errorf("apply change %s: %w", c.ID, err)
 	}
+	r.lastStatus = res.Status
 	r.decide(c, res.Status, by, reason, &res)
 	if res.Status == change.StatusFailed {
 		out.Failed = append(out.Failed, c.ID)

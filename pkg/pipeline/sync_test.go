@@ -170,9 +170,15 @@ func (e *syncEnv) exec(sql string) { e.t.Helper(); e.execOn(e.src, sql) }
 // sync waits until the target has applied everything the source committed so far.
 func (e *syncEnv) sync() {
 	e.t.Helper()
+	e.syncWithin(60 * time.Second)
+}
+
+// syncWithin is sync with a timeout of its own, for workloads that take long.
+func (e *syncEnv) syncWithin(timeout time.Duration) {
+	e.t.Helper()
 	e.marker++
 	e.exec(fmt.Sprintf("UPDATE public.cs_marker SET v = %d", e.marker))
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		var v int64
 		err := e.dst.QueryRow(context.Background(), "SELECT v FROM public.cs_marker").Scan(&v)
@@ -186,7 +192,7 @@ func (e *syncEnv) sync() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("the target did not catch up within 30s (marker %d, want %d)", v, e.marker)
+			e.t.Fatalf("the target did not catch up within %s (marker %d, want %d)", timeout, v, e.marker)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
