@@ -88,14 +88,24 @@ func (s *Server) getDiff(c echo.Context) error {
 		}
 		diff.Changes = append(diff.Changes, rc)
 	}
-	key, err := currentKey(&logs[len(logs)-1])
+	ident := targetIdent(diff.TargetTable)
+	key, err := s.currentKey(ctx, &logs[len(logs)-1], ident)
 	if err != nil {
 		return err
 	}
-	if diff.Current, err = s.readTargetRow(ctx, diff.TargetTable, key); err != nil {
+	if diff.Current, err = s.readTargetRow(ctx, ident, key); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, diff)
+}
+
+// targetIdent quotes a schema.table name of sync_log, with public as the default schema.
+func targetIdent(table string) string {
+	schema, name, ok := strings.Cut(table, ".")
+	if !ok {
+		schema, name = "public", table
+	}
+	return pgx.Identifier{schema, name}.Sanitize()
 }
 
 func tableSuffix(table string) string {
@@ -150,41 +160,66 @@ func sortedKeys(cols columnValues) []string {
 	return names
 }
 
-// currentKey returns the target key of the row after the write l: the key that found the
-// row, with the key columns that the write changed set to their new values.
-func currentKey(l *dbgen.SyncLog) (map[string]*string, error) {
-	var key map[string]*string
+// currentKey returns the target key of the row after the write l: the key columns and
+// the values of sync_log.target_key, a JSON array in key column order.
+func (s *Server) currentKey(ctx context.Context, l *dbgen.SyncLog, ident string) (map[string]*string, error) {
+	var values []*string
 	if len(l.TargetKey) > 0 {
-		if err := json.Unmarshal(l.TargetKey, &key); err != nil {
+		if err := json.Unmarshal(l.TargetKey, &values); err != nil {
 			return nil, fmt.Errorf("decode target_key of sync_log %s: %w", l.ID, err)
 		}
 	}
-	var diff map[string]struct {
-		New *string `json:"new"`
+	cols, err := s.keyColumns(ctx, l.SourceTable, ident)
+	if err != nil || len(cols) != len(values) {
+		return nil, err
 	}
-	if err := json.Unmarshal(l.Diff, &diff); err != nil {
-		return nil, fmt.Errorf("decode diff of sync_log %s: %w", l.ID, err)
-	}
-	for col := range key {
-		if d, ok := diff[col]; ok {
-			key[col] = d.New
-		}
+	key := make(map[string]*string, len(cols))
+	for i, col := range cols {
+		key[col] = values[i]
 	}
 	return key, nil
 }
 
-// readTargetRow reads the row of table with the given key, every column as text in the
-// store's session formats, so the values compare with those of the diffs. It returns nil
-// when no row has that key.
-func (s *Server) readTargetRow(ctx context.Context, table string, key map[string]*string) (map[string]*string, error) {
+// keyColumns returns the target key columns of a table: the configured key with its
+// column renames, or else the target's primary key. NOTE: without a configured key the
+// applier uses the source's replica identity, which this assumes to match the target's
+// primary key; when it does not, the diff has no current values.
+func (s *Server) keyColumns(ctx context.Context, source, ident string) ([]string, error) {
+	if s.cfg.Applier != nil {
+		if name, ok := s.cfg.Applier.SourceTable(source); ok {
+			if spec := s.cfg.Applier.Spec(name); spec != nil && len(spec.Key) > 0 {
+				cols := make([]string, len(spec.Key))
+				for i, col := range spec.Key {
+					cols[i] = col
+					if renamed, ok := spec.Columns[col]; ok {
+						cols[i] = renamed
+					}
+				}
+				return cols, nil
+			}
+		}
+	}
+	rows, err := s.cfg.Store.Pool.Query(ctx, `SELECT a.attname FROM pg_index i
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+WHERE i.indrelid = to_regclass($1) AND i.indisprimary
+ORDER BY array_position(i.indkey::int2[], a.attnum)`, ident)
+	if err != nil {
+		return nil, fmt.Errorf("read the primary key of %s: %w", ident, err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the primary key of %s: %w", ident, err)
+	}
+	return cols, nil
+}
+
+// readTargetRow reads the row of the table ident with the given key, every column as text
+// in the store's session formats, so the values compare with those of the diffs. It
+// returns nil when no row has that key.
+func (s *Server) readTargetRow(ctx context.Context, ident string, key map[string]*string) (map[string]*string, error) {
 	if len(key) == 0 {
 		return nil, nil
 	}
-	schema, name, ok := strings.Cut(table, ".")
-	if !ok {
-		schema, name = "public", table
-	}
-	ident := pgx.Identifier{schema, name}.Sanitize()
 
 	// The key values are text, so each is cast to the column's type: a comparison of the
 	// column itself keeps the target's index usable.
@@ -210,7 +245,7 @@ func (s *Server) readTargetRow(ctx context.Context, table string, key map[string
 	sql := "SELECT * FROM " + ident + " WHERE " + strings.Join(where, " AND ") + " LIMIT 1"
 	rows, err := s.cfg.Store.Pool.Query(ctx, sql, append([]any{pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
 	if err != nil {
-		return nil, fmt.Errorf("read target row of %s: %w", table, err)
+		return nil, fmt.Errorf("read target row of %s: %w", ident, err)
 	}
 	defer rows.Close()
 	if !rows.Next() {

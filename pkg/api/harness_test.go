@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -90,6 +90,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	srv, err := api.New(api.Config{
 		Cfg: cfg, Store: st, Applier: applier, Undo: ex, Pipeline: pipelineName,
+		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -255,8 +256,8 @@ func mustJSONAny(t *testing.T, v any) []byte {
 // targetRow returns the customers row with id as name and zip, or ok false.
 func (e *env) targetRow(id int) (name, zip string, ok bool) {
 	e.t.Helper()
-	err := e.target.QueryRow(context.Background(), `SELECT name, zip FROM public.customers WHERE id = $1`, id).
-		Scan(&name, &zip)
+	err := e.target.QueryRow(context.Background(),
+		`SELECT coalesce(name, ''), coalesce(zip, '') FROM public.customers WHERE id = $1`, id).Scan(&name, &zip)
 	if err == pgx.ErrNoRows {
 		return "", "", false
 	}
@@ -274,4 +275,10 @@ func must(t *testing.T, r response, status int) response {
 	return r
 }
 
-var _ = fmt.Sprint
+// testWriter sends the server log to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(p)))
+	return len(p), nil
+}
