@@ -32,6 +32,7 @@ func runRelease(ctx context.Context, args []string, out io.Writer) error {
 	reject := fs.Bool("reject", false, "record the held change as rejected and never apply it")
 	by := fs.String("by", "", "who decides, recorded as decided_by")
 	reason := fs.String("reason", "", "why, recorded as the decision reason")
+
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(out, "%s\n\nflags:\n%s", releaseUsage, flagHelp(fs))
@@ -46,6 +47,7 @@ func runRelease(ctx context.Context, args []string, out io.Writer) error {
 	if *path == "" {
 		return &usageError{"release: missing --config FILE (or set CHANGESYNC_CONFIG)"}
 	}
+
 	a, err := newApp(*path)
 	if err != nil {
 		return err
@@ -66,6 +68,7 @@ func runRelease(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+
 	verb := "approved"
 	if !req.Approve {
 		verb = "rejected"

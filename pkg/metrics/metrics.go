@@ -1,6 +1,6 @@
-// Package metrics defines the Prometheus metrics of a changesync pipeline. Counters and
-// histograms are updated by the pipeline as batches commit; gauges of the source slot and
-// of held changes are read from the databases when they are scraped.
+// Package metrics defines the Prometheus metrics of a changesync pipeline. The pipeline
+// updates the counters and histograms as batches commit. The gauges of the source slot
+// and of held changes are read from the databases when they are scraped.
 package metrics
 
 import (

@@ -29,9 +29,9 @@ type outbox struct {
 }
 
 // Notify queues an event, such as a validation alert, for the outbox. It is written in
-// the transaction of the batch being applied, or of the next one, and a batch that rolls
-// back writes it again; give the event an ID derived from what it describes, so that the
-// outbox ignores a copy. Notify is safe for concurrent use.
+// the transaction of the batch being applied, or of the next one. A batch that rolls back
+// writes it again, so give the event an ID derived from what it describes: the outbox
+// ignores a copy. Notify is safe for concurrent use.
 func (p *Pipeline) Notify(ev notify.Event) {
 	p.outbox.mu.Lock()
 	defer p.outbox.mu.Unlock()

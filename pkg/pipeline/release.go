@@ -19,7 +19,7 @@ import (
 )
 
 // ReleaseRequest names held changes and the decision on them. Exactly one of ChangeID
-// and ThreadID is set; a thread releases every held change of one source transaction,
+// and ThreadID is set. A thread releases every held change of one source transaction,
 // such as a transaction the bulk guard held.
 type ReleaseRequest struct {
 	ChangeID uuid.UUID
@@ -29,7 +29,7 @@ type ReleaseRequest struct {
 	Reason   string
 }
 
-// ReleaseResult tells what a release did.
+// ReleaseResult lists what a release did.
 type ReleaseResult struct {
 	Released []uuid.UUID // the held changes decided
 	Applied  []uuid.UUID // blocked changes applied after them, in source order
