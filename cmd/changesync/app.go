@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/datasense/changesync/pkg/api"
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/capture"
 	"github.com/datasense/changesync/pkg/change"
@@ -20,6 +21,7 @@ import (
 	"github.com/datasense/changesync/pkg/pipeline"
 	"github.com/datasense/changesync/pkg/preflight"
 	"github.com/datasense/changesync/pkg/store"
+	"github.com/datasense/changesync/pkg/undo"
 	"github.com/datasense/changesync/pkg/validate"
 )
 
@@ -204,6 +206,18 @@ func runSidecar(ctx context.Context, a *app) error {
 	}, r, applier, st, pipeline.WithLogger(a.log), pipeline.WithValidator(agent),
 		pipeline.WithNotifications(notifyCfg.Wants), pipeline.WithMetrics(pipelineMetrics))
 	sink.pipeline = p
+	undoer, err := undo.New(undo.Config{Store: st, Tables: a.tableSpecs()}, undo.WithLogger(a.log))
+	if err != nil {
+		return err
+	}
+	server, err := api.New(api.Config{
+		Cfg: a.cfg, Store: st, Applier: applier, Undo: undoer, Pipeline: a.cfg.Pipeline,
+		Gatherer: reg, Log: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer server.Close()
 
 	err = p.Prepare(ctx, r, pipeline.PrepareConfig{
 		SourceURL: a.cfg.Source.URL,
@@ -220,6 +234,7 @@ func runSidecar(ctx context.Context, a *app) error {
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Run(gctx) })
+	g.Go(func() error { return server.Run(gctx) })
 	if notifyCfg.HasDestinations() {
 		g.Go(func() error { return dispatcher.Run(gctx) })
 	}
