@@ -327,7 +327,16 @@ func TestDispatcherRestartDoesNotResendAcknowledged(t *testing.T) {
 	events := enqueue(t, st, sampleEvents()...)
 
 	first := startDispatcher(t, st, cfg)
-	waitFor(t, 10*time.Second, "every event", func() bool { return hook.count() >= len(events) })
+	// Delivered means acknowledged and committed: a stop between the two sends the event
+	// again, as docs/notifications.md says.
+	waitFor(t, 10*time.Second, "every event to be delivered", func() bool {
+		for _, ev := range events {
+			if outboxState(t, st, ev.ID.String()) != "delivered" {
+				return false
+			}
+		}
+		return true
+	})
 	first.stop()
 
 	startDispatcher(t, reopen(t, st), cfg)
