@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +71,7 @@ rules:
     action: hold
     reason: a renamed customer is checked before billing changes
 log: {level: info, format: json}
+api: {listen: '%s'}
 `
 
 // runDemo plays the reference scenario on a throwaway cluster: customers are created in
@@ -111,6 +113,7 @@ type demo struct {
 	cluster *pgtest.Cluster
 	dir     string
 	cfgPath string
+	apiAddr string
 	sidecar *exec.Cmd
 	exited  chan error
 	src     *pgx.Conn
@@ -159,11 +162,15 @@ func (d *demo) start(ctx context.Context) error {
 	}
 	cfgPath := filepath.Join(d.dir, "changesync.yaml")
 	d.cfgPath = cfgPath
-	if err := os.WriteFile(cfgPath, []byte(demoConfig), 0o600); err != nil {
+	if d.apiAddr, err = freeAddress(); err != nil {
+		return err
+	}
+	config := fmt.Sprintf(demoConfig, d.apiAddr)
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return fmt.Errorf("write demo configuration: %w", err)
 	}
 	d.step("Starting the sidecar: changesync run --config %s", cfgPath)
-	fmt.Fprint(d.out, demoConfig)
+	fmt.Fprint(d.out, config)
 	return d.startSidecar(cfgPath)
 }
 
@@ -461,4 +468,16 @@ func (d *demo) cleanup() {
 	if d.dir != "" {
 		_ = os.RemoveAll(d.dir)
 	}
+}
+
+// freeAddress returns a loopback address with a port that is free now, for the API of
+// the demo's sidecar, so that the demo does not depend on the default port being free.
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port for the API: %w", err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr, nil
 }

@@ -68,6 +68,10 @@ func (s *sidecar) stop(t *testing.T, sig syscall.Signal) error {
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "changesync.yaml")
+	if !strings.Contains(body, "\napi:") {
+		// Any free port, so that sidecars of tests never compete for the default one.
+		body += "api: {listen: '127.0.0.1:0'}\n"
+	}
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -189,6 +189,7 @@ tables:
   - source: public.bench
   - source: public.marker
 log: {level: warn}
+api: {listen: '127.0.0.1:0'}
 `, b.round) + extraConfig
 	e.cfgPath = filepath.Join(b.dir, fmt.Sprintf("round%d.yaml", b.round))
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
