@@ -160,7 +160,7 @@ func (s *Server) undoRequest(c echo.Context) error {
 	return c.JSON(http.StatusOK, UndoResult{Result: res})
 }
 
-// undoError answers a failed undo request. A refusal for conflicts or a target rejection
+// undoError returns the response of a failed undo request. A refusal for conflicts or a target rejection
 // still returns the result, so the client sees the conflicts and the planned changes.
 func undoError(c echo.Context, res undo.Result, err error) error {
 	switch {
@@ -221,6 +221,8 @@ func bodyProblem(err error) error {
 			typeErr.Type)
 	case errors.As(err, &timeErr):
 		return badBody("time %q is not RFC 3339; use a form such as 2024-05-01T12:00:00Z", timeErr.Value)
+	// encoding/json and github.com/google/uuid return these errors untyped, so only their
+	// text identifies them.
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return badBody("%s; remove it, GET /openapi.json lists the fields", strings.TrimPrefix(err.Error(), "json: "))
 	case strings.Contains(err.Error(), "invalid UUID"):

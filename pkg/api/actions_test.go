@@ -91,8 +91,10 @@ func TestSyncManualInvalidBodies(t *testing.T) {
 		{"wrong type", `{"change_id": "` + id + `", "action": 1, "reason": "r"}`, `"action"`},
 		{"bad uuid", `{"change_id": "42", "action": "approve", "reason": "r"}`, "UUID"},
 		{"no scope", `{"action": "approve", "reason": "r"}`, "change_id"},
-		{"both scopes", `{"change_id": "` + id + `", "thread_id": "` + id + `", "action": "approve", "reason": "r"}`,
-			"exactly one"},
+		{
+			"both scopes", `{"change_id": "` + id + `", "thread_id": "` + id + `", "action": "approve", "reason": "r"}`,
+			"exactly one",
+		},
 		{"bad action", `{"change_id": "` + id + `", "action": "apply", "reason": "r"}`, "approve or reject"},
 		{"no reason", `{"change_id": "` + id + `", "action": "approve"}`, "reason"},
 		{"trailing data", `{"change_id": "` + id + `", "action": "approve", "reason": "r"} {}`, "after"},
@@ -152,7 +154,6 @@ func TestUndoByChange(t *testing.T) {
 
 func TestUndoConflictAndForce(t *testing.T) {
 	e := newEnv(t)
-	token := uuid.Nil
 	id := e.approve(event{rowKey: "1", newData: map[string]any{"id": "1", "name": "A", "zip": "12345"}})
 	if _, err := e.target.Exec(t.Context(), `UPDATE public.customers SET zip = '99999' WHERE id = 1`); err != nil {
 		t.Fatal(err)
@@ -161,7 +162,7 @@ func TestUndoConflictAndForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token = ev.UndoToken
+	token := ev.UndoToken
 
 	got := e.do(http.MethodPost, "/undo-request/", "", map[string]any{"undo_token": token, "reason": "test"})
 	var res api.UndoResult
@@ -225,8 +226,10 @@ func TestUndoInvalidRequests(t *testing.T) {
 		code   string
 	}{
 		{"no scope", `{"reason": "r"}`, http.StatusBadRequest, "invalid_body"},
-		{"two scopes", `{"change_id": "` + uuid.NewString() + `", "thread_id": "` + uuid.NewString() + `", "reason": "r"}`,
-			http.StatusBadRequest, "invalid_body"},
+		{
+			"two scopes", `{"change_id": "` + uuid.NewString() + `", "thread_id": "` + uuid.NewString() + `", "reason": "r"}`,
+			http.StatusBadRequest, "invalid_body",
+		},
 		{"no reason", `{"change_id": "` + uuid.NewString() + `"}`, http.StatusBadRequest, "invalid_body"},
 		{"bad time", `{"since": "yesterday", "reason": "r"}`, http.StatusBadRequest, "invalid_body"},
 		{"unknown change", `{"change_id": "` + uuid.NewString() + `", "reason": "r"}`, http.StatusNotFound, "not_found"},

@@ -182,8 +182,8 @@ func (s *Server) currentKey(ctx context.Context, l *dbgen.SyncLog, ident string)
 
 // keyColumns returns the target key columns of a table: the configured key with its
 // column renames, or else the target's primary key. NOTE: without a configured key the
-// applier uses the source's replica identity, which this assumes to match the target's
-// primary key; when it does not, the diff has no current values.
+// applier uses the source's replica identity. This function assumes that it matches the
+// target's primary key, and when it does not, the diff has no current values.
 func (s *Server) keyColumns(ctx context.Context, source, ident string) ([]string, error) {
 	if s.cfg.Applier != nil {
 		if name, ok := s.cfg.Applier.SourceTable(source); ok {

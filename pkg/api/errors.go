@@ -35,7 +35,7 @@ func notFound(format string, args ...any) *Error {
 }
 
 // handleError writes err as a JSON Error. An error that is neither an *Error nor an
-// *echo.HTTPError is logged and answered with a 500 that hides its text, so no SQL or
+// *echo.HTTPError is logged, and the client gets a 500 without its text, so no SQL or
 // internal detail reaches the client.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {

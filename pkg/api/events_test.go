@@ -21,8 +21,10 @@ func TestListChangeEventsFilters(t *testing.T) {
 	ids := e.insert(
 		event{rowKey: "1", status: dbgen.ChangeStatusSynced, actor: "alice", detectedAt: base, thread: thread},
 		event{rowKey: "2", status: dbgen.ChangeStatusHeld, op: dbgen.ChangeTypeUpdate, detectedAt: base.Add(time.Minute)},
-		event{rowKey: "1", status: dbgen.ChangeStatusRejected, op: dbgen.ChangeTypeDelete, actor: "bob",
-			detectedAt: base.Add(2 * time.Minute)},
+		event{
+			rowKey: "1", status: dbgen.ChangeStatusRejected, op: dbgen.ChangeTypeDelete, actor: "bob",
+			detectedAt: base.Add(2 * time.Minute),
+		},
 		event{rowKey: "1", table: "public.orders", detectedAt: base.Add(3 * time.Minute)},
 	)
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -231,7 +232,7 @@ func (e *env) do(method, path, bearer string, body any) response {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
 		e.t.Fatal(err)
@@ -258,7 +259,7 @@ func (e *env) targetRow(id int) (name, zip string, ok bool) {
 	e.t.Helper()
 	err := e.target.QueryRow(context.Background(),
 		`SELECT coalesce(name, ''), coalesce(zip, '') FROM public.customers WHERE id = $1`, id).Scan(&name, &zip)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return "", "", false
 	}
 	if err != nil {

@@ -35,8 +35,8 @@ const (
 	shutdownTimeout   = 15 * time.Second
 )
 
-// Config sets up a Server. Cfg, Store and Pipeline are required; Applier is required for
-// POST /sync-manual/ and Undo for POST /undo-request/, which answer 503 without them.
+// Config sets up a Server. Cfg and Store are required. POST /sync-manual/ needs Applier
+// and Pipeline, and POST /undo-request/ needs Undo; without them these endpoints return 503.
 type Config struct {
 	Cfg      *config.Config
 	Store    *store.Store
@@ -217,9 +217,9 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz reports ready when the metadata store in the target database answers a ping.
-// TODO: also check that replication is connected; the pipeline does not expose its
-// connection state yet.
+// readyz reports ready when a ping of the metadata store in the target database succeeds.
+// TODO: also check that replication is connected, which needs the pipeline to export its
+// connection state.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()

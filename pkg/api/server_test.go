@@ -100,7 +100,7 @@ func TestRunReportsListenError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	cfg := &config.Config{API: config.API{Listen: ln.Addr().String()}}
 	srv, err := api.New(api.Config{Cfg: cfg, Store: &store.Store{}})
 	if err != nil {
@@ -122,7 +122,7 @@ func httpGet(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
 		t.Fatal(err)
