@@ -273,3 +273,51 @@ func TestDiffOfRow(t *testing.T) {
 	e.get("/diff/1?table=public.orders", "").wantError(t, http.StatusNotFound, "not_found")
 	e.get("/diff/1?tabel=x", "").wantError(t, http.StatusBadRequest, "invalid_parameter")
 }
+
+func TestDiffOfDeletedRow(t *testing.T) {
+	e := newEnv(t)
+	e.approve(event{rowKey: "5", newData: map[string]any{"id": "5", "name": "E"}})
+	e.approve(event{rowKey: "5", op: dbgen.ChangeTypeDelete, oldData: map[string]any{"id": "5", "name": "E"}})
+
+	var d api.RowDiff
+	must(t, e.get("/diff/5", ""), http.StatusOK).decode(t, &d)
+	if len(d.Changes) != 2 || d.Changes[1].Op != "delete" {
+		t.Errorf("changes = %+v, want an insert and a delete", d.Changes)
+	}
+	if d.Current != nil {
+		t.Errorf("current = %v, want null for a deleted row", d.Current)
+	}
+}
+
+func TestDiffAmbiguousRowKey(t *testing.T) {
+	e := newEnv(t)
+	e.approve(event{rowKey: "1", newData: map[string]any{"id": "1", "name": "A"}})
+	if _, err := e.st.Pool.Exec(t.Context(), `INSERT INTO sync_log
+		(change_event_id, source_table, target_table, source_id, diff, performed_by, op)
+		SELECT id, 'public.orders', 'public.orders', '1', '{}', 'test', 'insert' FROM change_events`); err != nil {
+		t.Fatal(err)
+	}
+	got := e.get("/diff/1", "").wantError(t, http.StatusBadRequest, "invalid_parameter")
+	if !strings.Contains(got.Message, "?table=") {
+		t.Errorf("message %q does not say to add the table", got.Message)
+	}
+	must(t, e.get("/diff/1?table=public.customers", ""), http.StatusOK)
+}
+
+func TestPostRejectsNonJSONBody(t *testing.T) {
+	e := newEnv(t)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.http.URL+"/sync-manual/",
+		strings.NewReader("change_id=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := e.http.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	if res.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("status = %d, want 415", res.StatusCode)
+	}
+}
