@@ -39,3 +39,9 @@ FOR UPDATE;
 UPDATE change_events
 SET status = $2, decided_by = $3, decision_reason = $4, target_table = $5, error = $6
 WHERE id = $1;
+
+-- name: ListPendingRows :many
+-- The rows with a held or blocked change, for the per-row order of each batch.
+SELECT DISTINCT table_name, row_key, change_type = 'truncate' AS truncate
+FROM change_events
+WHERE pipeline = $1 AND status IN ('held', 'blocked');

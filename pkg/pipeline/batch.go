@@ -94,11 +94,10 @@ func (p *Pipeline) fresh(batch []*change.Tx) []*change.Tx {
 func (p *Pipeline) write(ctx context.Context, dbtx pgx.Tx, b *apply.Batch, txs []*change.Tx, isolate bool,
 ) (audit, error) {
 	var rows audit
-	pending, err := lockPending(ctx, dbtx, p.cfg.Name)
+	held, err := loadHeld(ctx, dbtx, p.cfg.Name)
 	if err != nil {
 		return rows, err
 	}
-	held := loadHeld(pending)
 	if !isolate {
 		if err := b.Prefetch(ctx, configuredEvents(p.applier, txs)); err != nil {
 			return rows, err

@@ -36,13 +36,20 @@ func (h heldRows) add(table string, keys []string) {
 	}
 }
 
-// lockPending takes the pipeline's lock for the rest of the target transaction and
-// returns the pending changes of the pipeline. The lock serializes batches with the
-// release of held changes, so that no change is blocked behind a change that a release
-// is applying at the same moment.
-func lockPending(ctx context.Context, tx pgx.Tx, pipeline string) ([]dbgen.ChangeEvent, error) {
+// lockPipeline takes the pipeline's lock for the rest of the target transaction. The
+// lock serializes batches with the release of held changes, so that no change is
+// blocked behind a change that a release is applying at the same moment.
+func lockPipeline(ctx context.Context, tx pgx.Tx, pipeline string) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "changesync/"+pipeline); err != nil {
-		return nil, fmt.Errorf("lock pipeline %s: %w", pipeline, err)
+		return fmt.Errorf("lock pipeline %s: %w", pipeline, err)
+	}
+	return nil
+}
+
+// lockPending takes the pipeline's lock and returns its pending changes, locked.
+func lockPending(ctx context.Context, tx pgx.Tx, pipeline string) ([]dbgen.ChangeEvent, error) {
+	if err := lockPipeline(ctx, tx, pipeline); err != nil {
+		return nil, err
 	}
 	pending, err := dbgen.New(tx).ListPendingChanges(ctx, pipeline)
 	if err != nil {
@@ -51,17 +58,25 @@ func lockPending(ctx context.Context, tx pgx.Tx, pipeline string) ([]dbgen.Chang
 	return pending, nil
 }
 
-// loadHeld returns the rows with a pending change.
-func loadHeld(pending []dbgen.ChangeEvent) heldRows {
+// loadHeld takes the pipeline's lock and returns the rows with a pending change. It
+// reads only their keys, because a held bulk transaction can leave many of them.
+func loadHeld(ctx context.Context, tx pgx.Tx, pipeline string) (heldRows, error) {
+	if err := lockPipeline(ctx, tx, pipeline); err != nil {
+		return nil, err
+	}
+	rows, err := dbgen.New(tx).ListPendingRows(ctx, pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("read held rows: %w", err)
+	}
 	held := heldRows{}
-	for _, c := range pending {
-		key := c.RowKey
-		if c.ChangeType == dbgen.ChangeTypeTruncate {
+	for _, r := range rows {
+		key := r.RowKey
+		if r.Truncate {
 			key = "*"
 		}
-		held[heldKey(c.TableName, key)] = true
+		held[heldKey(r.TableName, key)] = true
 	}
-	return held
+	return held, nil
 }
 
 // decideRow applies the per-row order to a decision: an approved change of a row with a

@@ -251,3 +251,33 @@ func TestMissingTargetColumnHoldsUntilReleased(t *testing.T) {
 	}
 	e.sameRows("SELECT * FROM p ORDER BY id")
 }
+
+func TestReleaseRefusesLaterHeldChangeOfRow(t *testing.T) {
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE items (id int PRIMARY KEY, price int, note text)",
+		specs:     []apply.TableSpec{{Source: table("public", "items")}},
+		validator: holdChecks{},
+	})
+	e.exec(`INSERT INTO items VALUES (1, 10, 'a')`)
+	e.sync()
+	e.exec(`UPDATE items SET note = 'CHECK', price = 99 WHERE id = 1`)
+	e.exec(`UPDATE items SET note = 'CHECK', price = 100 WHERE id = 1`)
+	e.sync()
+	ids := e.targetRows(`SELECT id FROM changesync.change_events WHERE status = 'held' ORDER BY source_lsn`)
+	if len(ids) != 2 {
+		t.Fatalf("held changes %v, want 2", ids)
+	}
+	_, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: uuid.MustParse(ids[1]), Approve: true, By: "ops"})
+	if !errors.Is(err, pipeline.ErrOutOfOrder) {
+		t.Fatalf("release of the later change: %v, want ErrOutOfOrder", err)
+	}
+	for _, id := range ids {
+		_, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+			pipeline.ReleaseRequest{ChangeID: uuid.MustParse(id), Approve: true, By: "ops"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.sameRows("SELECT * FROM items ORDER BY id")
+}

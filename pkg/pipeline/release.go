@@ -40,6 +40,10 @@ type ReleaseResult struct {
 // ErrNotHeld is returned when the named change or thread has no held change.
 var ErrNotHeld = errors.New("no held change")
 
+// ErrOutOfOrder is returned when a named held change comes after another held change of
+// the same row, which must be decided first so that the row's changes apply in order.
+var ErrOutOfOrder = errors.New("release out of order")
+
 // Release decides held changes in one target transaction. An approved change is
 // applied, a rejected one is recorded as rejected, and then every blocked change that no
 // other held change holds back is applied, in source order. It takes the pipeline's
@@ -82,6 +86,10 @@ func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipel
 		}
 		table, keys := c.TableName, applier.RowKeys(ev)
 		switch {
+		case chosen(c) && held.blocks(table, keys):
+			return res, fmt.Errorf("%w: change %s of row %s in %s waits behind an earlier held change "+
+				"of the same row; decide that one first (GET /diff or change_events lists them)",
+				ErrOutOfOrder, c.ID, c.RowKey, table)
 		case chosen(c) && !req.Approve:
 			r.decide(c, change.StatusRejected, req.By, req.Reason, nil)
 			res.Released = append(res.Released, c.ID)

@@ -238,6 +238,39 @@ func (q *Queries) ListPendingChanges(ctx context.Context, pipeline string) ([]Ch
 	return items, nil
 }
 
+const listPendingRows = `-- name: ListPendingRows :many
+SELECT DISTINCT table_name, row_key, change_type = 'truncate' AS truncate
+FROM change_events
+WHERE pipeline = $1 AND status IN ('held', 'blocked')
+`
+
+type ListPendingRowsRow struct {
+	TableName string `json:"table_name"`
+	RowKey    string `json:"row_key"`
+	Truncate  bool   `json:"truncate"`
+}
+
+// The rows with a held or blocked change, for the per-row order of each batch.
+func (q *Queries) ListPendingRows(ctx context.Context, pipeline string) ([]ListPendingRowsRow, error) {
+	rows, err := q.db.Query(ctx, listPendingRows, pipeline)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListPendingRowsRow
+	for rows.Next() {
+		var i ListPendingRowsRow
+		if err := rows.Scan(&i.TableName, &i.RowKey, &i.Truncate); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const updateChangeDecision = `-- name: UpdateChangeDecision :exec
 UPDATE change_events
 SET status = $2, decided_by = $3, decision_reason = $4, target_table = $5, error = $6

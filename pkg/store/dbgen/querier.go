@@ -55,6 +55,8 @@ type Querier interface {
 	// The held and blocked changes of a pipeline in source order, locked, for the per-row
 	// order of the pipeline and for releasing held changes.
 	ListPendingChanges(ctx context.Context, pipeline string) ([]ChangeEvent, error)
+	// The rows with a held or blocked change, for the per-row order of each batch.
+	ListPendingRows(ctx context.Context, pipeline string) ([]ListPendingRowsRow, error)
 	ListSnapshots(ctx context.Context, pipeline pgtype.Text) ([]Snapshot, error)
 	ListSyncLogByChange(ctx context.Context, changeEventID uuid.UUID) ([]SyncLog, error)
 	// The target writes of one row, oldest first: the writes of synced changes and of undos.
