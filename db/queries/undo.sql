@@ -34,7 +34,8 @@ WHERE undo_request IS NULL
 -- rows. A request that waits for the lock reads the status the other request committed.
 SELECT ce.id, ce.pipeline, ce.thread_id, ce.seq, ce.row_key, ce.table_name, ce.change_type,
        ce.status, ce.decision_reason, ce.error, ce.source_lsn, ce.actor,
-       sl.id AS sync_log_id, sl.target_table AS sync_target_table, sl.target_key, sl.diff
+       sl.id AS sync_log_id, sl.target_table AS sync_target_table, sl.target_key, sl.diff,
+       sl.op AS applied_op
 FROM change_events ce
 LEFT JOIN sync_log sl ON sl.change_event_id = ce.id AND sl.undo_request IS NULL
 WHERE ce.id = ANY(sqlc.arg(ids)::uuid[])

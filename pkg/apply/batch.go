@@ -25,6 +25,10 @@ type Result struct {
 	// nil when nothing was written.
 	Diff  []byte
 	Actor string
+	// Op is the write the target got, which can differ from the change's: an INSERT of
+	// an existing row is written as an UPDATE, an UPDATE of a missing row as an INSERT.
+	// It is empty when the change's own operation was written.
+	Op change.Op
 }
 
 // rowState is the batch's copy of a target row. It is read and locked at first touch,
@@ -301,6 +305,7 @@ func (b *Batch) insertRow(p *plan, row *rowState, key []change.Value, tuple chan
 	b.queue(sql.String(), params(vals), 1, "insert into "+p.target.Name.String())
 
 	res.Status, res.Diff, res.TargetKey = change.StatusSynced, diff.bytes(), keyJSON(key)
+	res.Op = change.OpInsert
 	return nil
 }
 
@@ -327,6 +332,7 @@ func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value,
 		row.values[i] = v
 	}
 	res.Status, res.TargetKey = change.StatusSynced, keyJSON(newKey)
+	res.Op = change.OpUpdate
 	moved := change.RowKey(oldKey) != change.RowKey(newKey)
 	if moved {
 		b.moveRow(p, row, newKey)

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -436,7 +437,7 @@ func syncLogRow(ev *change.Event, res apply.Result, row dbgen.InsertChangeEvents
 		Diff:          res.Diff,
 		SyncedAt:      now,
 		PerformedBy:   performedBy,
-		Op:            dbgen.ChangeType(ev.Op),
+		Op:            dbgen.ChangeType(cmp.Or(res.Op, ev.Op)),
 	}
 }
 

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -192,7 +193,7 @@ func (r *releaser) apply(ctx context.Context, c *dbgen.ChangeEvent, ev *change.E
 		r.logs = append(r.logs, dbgen.InsertSyncLogParams{
 			ID: uuid.NewSHA1(c.ID, []byte("sync_log")), ChangeEventID: c.ID, SourceTable: c.TableName,
 			TargetTable: res.Target.String(), SourceID: c.RowKey, TargetKey: res.TargetKey, Diff: res.Diff,
-			SyncedAt: r.now, PerformedBy: performedBy, Op: c.ChangeType,
+			SyncedAt: r.now, PerformedBy: performedBy, Op: dbgen.ChangeType(cmp.Or(res.Op, ev.Op)),
 		})
 	}
 	return nil

@@ -170,7 +170,14 @@ func selectChanges(req *Request, s scope, ids []uuid.UUID, locked []dbgen.LockCh
 
 // newPending decodes the stored key and diff of a change against its target table.
 func newPending(ev dbgen.LockChangesForUndoRow, t *targetTable) (*pending, error) {
-	p := &pending{ev: ev, op: change.Op(ev.ChangeType), target: t}
+	// The write that the applier did decides the undo: an INSERT applied as an update of
+	// an existing row is undone as an update, and an UPDATE applied as an insert of a
+	// missing row as a delete.
+	op := change.Op(ev.ChangeType)
+	if ev.AppliedOp.Valid {
+		op = change.Op(ev.AppliedOp.ChangeType)
+	}
+	p := &pending{ev: ev, op: op, target: t}
 	if err := json.Unmarshal(ev.Diff, &p.diff); err != nil {
 		return nil, fmt.Errorf("change %s: decode sync_log diff: %w", ev.ID, err)
 	}

@@ -158,7 +158,8 @@ func (q *Queries) ListSyncedChangeIDsInWindow(ctx context.Context, arg ListSynce
 const lockChangesForUndo = `-- name: LockChangesForUndo :many
 SELECT ce.id, ce.pipeline, ce.thread_id, ce.seq, ce.row_key, ce.table_name, ce.change_type,
        ce.status, ce.decision_reason, ce.error, ce.source_lsn, ce.actor,
-       sl.id AS sync_log_id, sl.target_table AS sync_target_table, sl.target_key, sl.diff
+       sl.id AS sync_log_id, sl.target_table AS sync_target_table, sl.target_key, sl.diff,
+       sl.op AS applied_op
 FROM change_events ce
 LEFT JOIN sync_log sl ON sl.change_event_id = ce.id AND sl.undo_request IS NULL
 WHERE ce.id = ANY($1::uuid[])
@@ -183,6 +184,7 @@ type LockChangesForUndoRow struct {
 	SyncTargetTable pgtype.Text     `json:"sync_target_table"`
 	TargetKey       json.RawMessage `json:"target_key"`
 	Diff            json.RawMessage `json:"diff"`
+	AppliedOp       NullChangeType  `json:"applied_op"`
 }
 
 // Reads the changes with their sync_log write, newest first, and locks the change_events
@@ -213,6 +215,7 @@ func (q *Queries) LockChangesForUndo(ctx context.Context, ids []uuid.UUID) ([]Lo
 			&i.SyncTargetTable,
 			&i.TargetKey,
 			&i.Diff,
+			&i.AppliedOp,
 		); err != nil {
 			return nil, err
 		}
