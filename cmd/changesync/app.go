@@ -212,7 +212,7 @@ func runSidecar(ctx context.Context, a *app) error {
 	}
 	server, err := api.New(api.Config{
 		Cfg: a.cfg, Store: st, Applier: applier, Undo: undoer, Pipeline: a.cfg.Pipeline,
-		Gatherer: reg, Log: a.log,
+		Gatherer: reg, Log: a.log, Notify: notifyCfg.Wants,
 	})
 	if err != nil {
 		return err

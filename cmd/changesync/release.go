@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/datasense/changesync/pkg/apply"
+	"github.com/datasense/changesync/pkg/notify"
 	"github.com/datasense/changesync/pkg/pipeline"
 	"github.com/datasense/changesync/pkg/store"
 )
@@ -64,7 +65,12 @@ func runRelease(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res, err := pipeline.Release(ctx, st, applier, a.cfg.Pipeline, req)
+	notifyCfg, err := notify.ParseConfig(&a.cfg.Notify, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	res, err := pipeline.Release(ctx, st, applier, a.cfg.Pipeline, req,
+		pipeline.WithReleaseNotifications(notifyCfg.Wants))
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,8 @@ func (s *Server) syncManual(c echo.Context) error {
 			"manual sync is not available because this server runs without an applier")
 	}
 
-	res, err := pipeline.Release(c.Request().Context(), s.cfg.Store, s.cfg.Applier, s.cfg.Pipeline, req)
+	res, err := pipeline.Release(c.Request().Context(), s.cfg.Store, s.cfg.Applier, s.cfg.Pipeline, req,
+		pipeline.WithReleaseNotifications(s.cfg.Notify))
 	if errors.Is(err, pipeline.ErrNotHeld) {
 		return newError(http.StatusConflict, "not_held",
 			err.Error()+"; only held changes can be approved or rejected, see GET /status/{change_id}")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/config"
+	"github.com/datasense/changesync/pkg/pipeline"
 	"github.com/datasense/changesync/pkg/store"
 	"github.com/datasense/changesync/pkg/undo"
 )
@@ -47,6 +48,9 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Log is the logger; nil logs nothing.
 	Log *slog.Logger
+	// Notify is what the notification destinations take, for the changes that
+	// POST /sync-manual/ decides; nil writes no notifications.
+	Notify pipeline.Wants
 }
 
 // Server is the HTTP API of one pipeline.

@@ -11,6 +11,7 @@ import (
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/config"
+	"github.com/datasense/changesync/pkg/notify"
 	"github.com/datasense/changesync/pkg/pipeline"
 	"github.com/datasense/changesync/pkg/validate"
 )
@@ -280,4 +281,26 @@ func TestReleaseRefusesLaterHeldChangeOfRow(t *testing.T) {
 		}
 	}
 	e.sameRows("SELECT * FROM items ORDER BY id")
+}
+
+func TestReleaseWritesNotifications(t *testing.T) {
+	e := startHoldSync(t)
+	all := func(notify.EventType, string) bool { return true }
+	_, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: heldChange(t, e), Approve: true, By: "alice"},
+		pipeline.WithReleaseNotifications(all))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wantRows(`SELECT event_type, payload->>'row_key', payload->'decision'->>'decided_by' FROM changesync.outbox
+		ORDER BY payload->>'change_id'`, rowsOfReleaseEvents(t, e)...)
+}
+
+// rowsOfReleaseEvents lists the expected outbox rows: one sync event per change of row 1
+// that the release applied.
+func rowsOfReleaseEvents(t *testing.T, e *syncEnv) []string {
+	t.Helper()
+	return e.targetRows(`SELECT 'sync | 1 | ∅' FROM changesync.change_events
+		WHERE table_name = 'public.items' AND row_key = '1' AND change_type = 'update'
+		ORDER BY id::text`)
 }

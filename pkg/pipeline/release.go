@@ -15,6 +15,7 @@ import (
 
 	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/notify"
 	"github.com/datasense/changesync/pkg/store"
 	"github.com/datasense/changesync/pkg/store/dbgen"
 )
@@ -51,7 +52,12 @@ var ErrOutOfOrder = errors.New("release out of order")
 // lock, so it is serialized with the batches of a running pipeline and with other
 // releases: a second release of the same change finds it no longer held.
 func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipeline string, req ReleaseRequest,
+	opts ...ReleaseOption,
 ) (ReleaseResult, error) {
+	var o releaseOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var res ReleaseResult
 	if (req.ChangeID == uuid.Nil) == (req.ThreadID == uuid.Nil) {
 		return res, errors.New("release: name either a change id or a thread id")
@@ -77,7 +83,10 @@ func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipel
 		return res, notHeldError(ctx, tx, req)
 	}
 
-	r := releaser{applier: applier, batch: applier.Begin(tx), rels: map[string]*change.Relation{}, now: time.Now().UTC()}
+	r := releaser{
+		applier: applier, batch: applier.Begin(tx), rels: map[string]*change.Relation{}, now: time.Now().UTC(),
+		pipeline: pipeline, wants: o.wants,
+	}
 	held := heldRows{}
 	for i := range pending {
 		c := &pending[i]
@@ -148,6 +157,10 @@ type releaser struct {
 	now     time.Time
 	updates []dbgen.UpdateChangeDecisionParams
 	logs    []dbgen.InsertSyncLogParams
+	// decided are the changes whose notifications write sends, with their new status.
+	decided  []dbgen.InsertChangeEventsParams
+	pipeline string
+	wants    Wants
 	// lastStatus is the status of the change apply handled last.
 	lastStatus change.Status
 }
@@ -166,6 +179,11 @@ func (r *releaser) decide(c *dbgen.ChangeEvent, status change.Status, by, reason
 		}
 	}
 	r.updates = append(r.updates, u)
+	r.decided = append(r.decided, dbgen.InsertChangeEventsParams{
+		ID: c.ID, ThreadID: c.ThreadID, RowKey: c.RowKey, TableName: c.TableName, TargetTable: u.TargetTable,
+		ChangeType: c.ChangeType, Status: u.Status, DecisionReason: u.DecisionReason, DecidedBy: u.DecidedBy,
+		Actor: c.Actor, CommitTime: c.CommitTime, Error: u.Error,
+	})
 }
 
 // apply applies one stored change and records its outcome.
@@ -211,7 +229,44 @@ func (r *releaser) write(ctx context.Context, tx pgx.Tx) error {
 			return fmt.Errorf("write sync_log: %w", err)
 		}
 	}
+	return r.notify(ctx, tx)
+}
+
+// notify writes the notifications of the decided changes that a destination wants.
+func (r *releaser) notify(ctx context.Context, tx pgx.Tx) error {
+	if r.wants == nil {
+		return nil
+	}
+	diffs := make(map[uuid.UUID][]byte, len(r.logs))
+	for _, l := range r.logs {
+		diffs[l.ChangeEventID] = l.Diff
+	}
+	for i := range r.decided {
+		row := &r.decided[i]
+		typ := eventType(row.Status)
+		if typ == "" || !r.wants(typ, row.TableName) {
+			continue
+		}
+		ev, err := changeEvent(r.pipeline, typ, row, diffs[row.ID])
+		if err != nil {
+			return err
+		}
+		if _, err := notify.Enqueue(ctx, tx, ev); err != nil {
+			return fmt.Errorf("write %s event of change %s to the outbox: %w", typ, row.ID, err)
+		}
+	}
 	return nil
+}
+
+// ReleaseOption sets an optional part of a release.
+type ReleaseOption func(*releaseOptions)
+
+type releaseOptions struct{ wants Wants }
+
+// WithReleaseNotifications writes an outbox event for each change the release decides or
+// applies whose type wants accepts, in the release's transaction.
+func WithReleaseNotifications(wants Wants) ReleaseOption {
+	return func(o *releaseOptions) { o.wants = wants }
 }
 
 // event rebuilds a change from its change_events row. The relation has the columns the
