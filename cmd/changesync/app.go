@@ -115,7 +115,11 @@ func runCheck(ctx context.Context, a *app) error {
 	if rulesErr != nil {
 		fmt.Printf("FAIL  rules: %v\n", rulesErr)
 	}
-	if !report.OK() || rulesErr != nil {
+	_, notifyErr := notify.ParseConfig(&a.cfg.Notify, os.LookupEnv)
+	if notifyErr != nil {
+		fmt.Printf("FAIL  notify: %v\n", notifyErr)
+	}
+	if !report.OK() || rulesErr != nil || notifyErr != nil {
 		return fmt.Errorf("check found problems; fix them and run check again")
 	}
 	return nil

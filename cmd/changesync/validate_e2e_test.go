@@ -186,3 +186,21 @@ rules:
 		}
 	}
 }
+
+func TestCheckReportsNotifyErrors(t *testing.T) {
+	cfgPath := writeConfig(t, `
+source: {url: "postgres://x@127.0.0.1:1/a"}
+target: {url: "postgres://x@127.0.0.1:1/b"}
+tables: [{source: public.t}]
+notify:
+  webhooks:
+    - {name: hook, url_env: TEST_HOOK_URL_UNSET, secret_env: TEST_HOOK_SECRET_UNSET, events: [hold]}
+`)
+	out, err := exec.Command(binary, "check", "--config", cfgPath).CombinedOutput()
+	if err == nil {
+		t.Fatalf("check passed with an unset webhook URL:\n%s", out)
+	}
+	if !strings.Contains(string(out), "environment variable TEST_HOOK_URL_UNSET is not set") {
+		t.Errorf("check output does not name the unset variable:\n%s", out)
+	}
+}
