@@ -162,7 +162,7 @@ func (d *demo) start(ctx context.Context) error {
 	}
 	cfgPath := filepath.Join(d.dir, "changesync.yaml")
 	d.cfgPath = cfgPath
-	if d.apiAddr, err = freeAddress(); err != nil {
+	if d.apiAddr, err = freeAddress(ctx); err != nil {
 		return err
 	}
 	config := fmt.Sprintf(demoConfig, d.apiAddr)
@@ -472,8 +472,9 @@ func (d *demo) cleanup() {
 
 // freeAddress returns a loopback address with a port that is free now, for the API of
 // the demo's sidecar, so that the demo does not depend on the default port being free.
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddress(ctx context.Context) (string, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("find a free port for the API: %w", err)
 	}

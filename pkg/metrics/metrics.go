@@ -79,10 +79,10 @@ func (m *Pipeline) Batch(changes int, elapsed time.Duration, sourceCommit time.T
 
 // Collector reads the state of the slot and of held changes when scraped.
 type Collector struct {
-	pipeline, slot, schema string
-	source, target         *pgxpool.Pool
-	reader                 *capture.Reader
-	log                    *slog.Logger
+	pipeline, slot string
+	source, target *pgxpool.Pool
+	reader         *capture.Reader
+	log            *slog.Logger
 
 	lagBytes, retained, walStatus, pending, reconnects *prometheus.Desc
 }

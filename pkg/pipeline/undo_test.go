@@ -13,8 +13,10 @@ import (
 // An undo follows the write the target got, not the source operation.
 func TestUndoFollowsAppliedWrite(t *testing.T) {
 	spec := apply.TableSpec{Source: table("public", "c")}
-	e := startSync(t, syncSetup{sourceDDL: "CREATE TABLE c (id int PRIMARY KEY, name text)",
-		specs: []apply.TableSpec{spec}})
+	e := startSync(t, syncSetup{
+		sourceDDL: "CREATE TABLE c (id int PRIMARY KEY, name text)",
+		specs:     []apply.TableSpec{spec},
+	})
 	e.execOn(e.dst, `INSERT INTO c VALUES (1, 'kept on the target')`)
 	e.exec(`INSERT INTO c VALUES (1, 'from the source')`) // applied as an update
 	e.exec(`INSERT INTO c VALUES (2, 'two')`)
