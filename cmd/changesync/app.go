@@ -157,6 +157,24 @@ func (a *app) preflight(ctx context.Context) error {
 	return nil
 }
 
+// openTarget opens the metadata store and builds the applier of the configured tables.
+// The caller closes the store.
+func (a *app) openTarget(ctx context.Context) (*store.Store, *apply.Applier, error) {
+	st, err := store.Open(ctx, a.cfg.Target.URL, a.cfg.Target.Schema)
+	if err != nil {
+		return nil, nil, err
+	}
+	applier, err := apply.New(ctx, st.Pool, a.tableSpecs(), apply.Policy{
+		OnExistingRow: a.cfg.Apply.OnExistingRow, OnMissingRow: a.cfg.Apply.OnMissingRow,
+		OnMissingColumn: a.cfg.Apply.OnMissingColumn,
+	}, a.log)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, applier, nil
+}
+
 // runSidecar migrates the metadata schema, prepares the slot (with the initial snapshot
 // when configured) and streams until a signal arrives.
 func runSidecar(ctx context.Context, a *app) error {
@@ -168,19 +186,12 @@ func runSidecar(ctx context.Context, a *app) error {
 	if err := store.Migrate(ctx, a.cfg.Target.URL, a.cfg.Target.Schema); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, a.cfg.Target.URL, a.cfg.Target.Schema)
+	st, applier, err := a.openTarget(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	applier, err := apply.New(ctx, st.Pool, a.tableSpecs(), apply.Policy{
-		OnExistingRow: a.cfg.Apply.OnExistingRow, OnMissingRow: a.cfg.Apply.OnMissingRow,
-		OnMissingColumn: a.cfg.Apply.OnMissingColumn,
-	}, a.log)
-	if err != nil {
-		return err
-	}
 	r, err := a.reader()
 	if err != nil {
 		return err

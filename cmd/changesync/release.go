@@ -10,10 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/datasense/changesync/pkg/apply"
 	"github.com/datasense/changesync/pkg/notify"
 	"github.com/datasense/changesync/pkg/pipeline"
-	"github.com/datasense/changesync/pkg/store"
 )
 
 const releaseUsage = `usage: changesync release --config FILE (--change ID | --thread ID)
@@ -53,18 +51,11 @@ func runRelease(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, a.cfg.Target.URL, a.cfg.Target.Schema)
+	st, applier, err := a.openTarget(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	applier, err := apply.New(ctx, st.Pool, a.tableSpecs(), apply.Policy{
-		OnExistingRow: a.cfg.Apply.OnExistingRow, OnMissingRow: a.cfg.Apply.OnMissingRow,
-		OnMissingColumn: a.cfg.Apply.OnMissingColumn,
-	}, a.log)
-	if err != nil {
-		return err
-	}
 	notifyCfg, err := notify.ParseConfig(&a.cfg.Notify, os.LookupEnv)
 	if err != nil {
 		return err
