@@ -102,6 +102,9 @@ func releaseRequest(fs *flag.FlagSet, changeID, threadID string, approve, reject
 		return req, &usageError{fmt.Sprintf("release: %s %q is not a UUID such as "+
 			"3f0c1a52-7d4e-5b8f-9a61-0c2d4e6f8a10", flagName, id)}
 	}
+	if parsed == uuid.Nil {
+		return req, &usageError{fmt.Sprintf("release: %s is the nil UUID, which no change has", flagName)}
+	}
 	if changeID != "" {
 		req.ChangeID = parsed
 	} else {

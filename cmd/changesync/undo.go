@@ -114,6 +114,9 @@ func parseID(flagName, value string) (uuid.UUID, error) {
 	if err != nil {
 		return uuid.Nil, &usageError{fmt.Sprintf("undo: %s %q is not a UUID: %v", flagName, value, err)}
 	}
+	if id == uuid.Nil {
+		return uuid.Nil, &usageError{fmt.Sprintf("undo: %s is the nil UUID, which no change has", flagName)}
+	}
 	return id, nil
 }
 
@@ -150,6 +153,10 @@ func runUndo(ctx context.Context, a *app, req undo.Request, out io.Writer) error
 	}
 
 	res, err := ex.Execute(ctx, req)
+	if errors.Is(err, undo.ErrInvalidRequest) {
+		// A request the flags got wrong, such as two scopes or no reason.
+		return &usageError{fmt.Sprintf("undo: %v\n\n%s", err, undoUsage)}
+	}
 	if err != nil && !undo.IsConflict(err) {
 		return err
 	}
