@@ -228,6 +228,7 @@ func runSidecar(ctx context.Context, a *app) error {
 	server, err := api.New(api.Config{
 		Cfg: a.cfg, Store: st, Applier: applier, Undo: undoer, Pipeline: a.cfg.Pipeline,
 		Gatherer: reg, Log: a.log, Notify: notifyCfg.Wants,
+		Replicating: func() bool { return r.Stats().Connected },
 	})
 	if err != nil {
 		return err

@@ -51,6 +51,9 @@ type Config struct {
 	// Notify is what the notification destinations take, for the changes that
 	// POST /sync-manual/ decides; nil writes no notifications.
 	Notify pipeline.Wants
+	// Replicating reports whether the replication connection streams, for /readyz; nil
+	// leaves it out of the check.
+	Replicating func() bool
 }
 
 // Server is the HTTP API of one pipeline.
@@ -224,9 +227,8 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz reports ready when a ping of the metadata store in the target database succeeds.
-// TODO: also check that replication is connected, which needs the pipeline to export its
-// connection state.
+// readyz reports ready when a ping of the metadata store in the target database succeeds
+// and the replication connection streams.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()
@@ -234,6 +236,11 @@ func (s *Server) readyz(c echo.Context) error {
 		s.log.Warn("readiness check failed", "error", err.Error())
 		return newError(http.StatusServiceUnavailable, "not_ready",
 			"the target database does not answer; check that it runs and that target.url is right")
+	}
+	if s.cfg.Replicating != nil && !s.cfg.Replicating() {
+		return newError(http.StatusServiceUnavailable, "not_replicating",
+			"the replication connection to the source is not streaming; the log says why "+
+				"(look for reconnecting)")
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

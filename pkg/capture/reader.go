@@ -73,6 +73,7 @@ type Reader struct {
 	confirmed  atomic.Uint64 // highest LSN confirmed durable in the target
 	received   atomic.Uint64 // highest WAL position received from the server
 	reconnects atomic.Int64  // sessions started again after a lost connection
+	connected  atomic.Bool   // a replication session is streaming
 	walEnd     atomic.Uint64 // server WAL end from the last keepalive or XLogData
 
 	malformedContext atomic.Int64 // count of malformed context messages
@@ -84,6 +85,7 @@ type Stats struct {
 	Confirmed    change.LSN // last position confirmed durable in the target
 	ServerWALEnd change.LSN // end of the server's WAL as of the last message
 	Reconnects   int64      // reconnects after a lost connection since New
+	Connected    bool       // a replication session is streaming now
 }
 
 // slotNamePattern is the rule PostgreSQL applies to replication slot names. The
@@ -156,6 +158,7 @@ func (r *Reader) Stats() Stats {
 	return Stats{
 		Received:     change.LSN(r.received.Load()),
 		Reconnects:   r.reconnects.Load(),
+		Connected:    r.connected.Load(),
 		Confirmed:    change.LSN(r.confirmed.Load()),
 		ServerWALEnd: change.LSN(r.walEnd.Load()),
 	}

@@ -108,7 +108,9 @@ func (r *Reader) runSession(ctx context.Context, resume *change.LSN, out chan<- 
 		return false, err
 	}
 	s := newSession(r, repl, aux, resume, out)
+	r.connected.Store(true)
 	err = s.run(ctx)
+	r.connected.Store(false)
 	return s.delivered, err
 }
 

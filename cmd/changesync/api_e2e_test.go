@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/datasense/changesync/pkg/pgtest"
+)
+
+// freePort returns a loopback address whose port is free now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+// call sends a request to the API and returns the status and the decoded JSON body.
+func call(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.NewDecoder(bytes.NewReader(raw)).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func TestAPIAgainstRunningPipeline(t *testing.T) {
+	sourceURL, targetURL := pgtest.NewDB(t), pgtest.NewDB(t)
+	src, dst := connect(t, sourceURL), connect(t, targetURL)
+	for _, c := range []string{sourceURL, targetURL} {
+		if _, err := connect(t, c).Exec(context.Background(),
+			"CREATE TABLE customers (id int PRIMARY KEY, address text, zip text)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := freePort(t)
+	base := "http://" + addr
+	s := startSidecar(t, writeConfig(t, fmt.Sprintf(`
+source: {slot: api_e2e}
+tables: [{source: public.customers}]
+api: {listen: '%s'}
+`, addr)), sourceURL, targetURL)
+	waitUntil(t, 30*time.Second, "readiness", s, func() bool {
+		status, _ := call(t, http.MethodGet, base+"/readyz", "")
+		return status == http.StatusOK
+	})
+
+	_, err := src.Exec(context.Background(), `INSERT INTO customers VALUES (2, '1 Navy Way', '20301');
+		UPDATE customers SET address = '7 Harbor Rd', zip = '02139' WHERE id = 2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "two change events", s, func() bool { return countEvents(t, dst) == 2 })
+
+	status, list := call(t, http.MethodGet, base+"/change-events/?table=public.customers&change_type=update", "")
+	items, _ := list["items"].([]any)
+	if status != http.StatusOK || len(items) != 1 {
+		t.Fatalf("GET /change-events/: status %d, body %v; want one update", status, list)
+	}
+	changeID, _ := items[0].(map[string]any)["id"].(string)
+
+	status, diff := call(t, http.MethodGet, base+"/diff/2?table=public.customers", "")
+	if status != http.StatusOK || !strings.Contains(fmt.Sprint(diff), "7 Harbor Rd") {
+		t.Errorf("GET /diff/2: status %d, body %v; want the address change", status, diff)
+	}
+
+	body := fmt.Sprintf(`{"change_id": %q, "reason": "wrong customer"}`, changeID)
+	status, undone := call(t, http.MethodPost, base+"/undo-request/", body)
+	if status != http.StatusOK || undone["status"] != "applied" {
+		t.Fatalf("POST /undo-request/: status %d, body %v; want applied", status, undone)
+	}
+	var address, zip string
+	if err := dst.QueryRow(context.Background(), "SELECT address, zip FROM customers WHERE id = 2").
+		Scan(&address, &zip); err != nil {
+		t.Fatal(err)
+	}
+	if address != "1 Navy Way" || zip != "20301" {
+		t.Errorf("target after undo: %s %s, want 1 Navy Way 20301", address, zip)
+	}
+	status, again := call(t, http.MethodPost, base+"/undo-request/", body)
+	if status != http.StatusConflict || again["code"] != "already_undone" {
+		t.Errorf("second undo: status %d, body %v; want 409 already_undone", status, again)
+	}
+	status, st := call(t, http.MethodGet, base+"/status/"+changeID, "")
+	if status != http.StatusOK || st["status"] != "undone" {
+		t.Errorf("GET /status: status %d, body %v; want undone", status, st)
+	}
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("sidecar exit after SIGTERM: %v; log:\n%s", err, tail(s.log.String(), 4000))
+	}
+}
