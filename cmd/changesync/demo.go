@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -275,18 +277,42 @@ COMMIT;`
 // undoStep undoes customer 2's move on the target and shows that a second undo of the
 // same change is refused.
 func (d *demo) undoStep(ctx context.Context) error {
-	var changeID string
-	err := d.dst.QueryRow(ctx, `SELECT id::text FROM changesync.change_events
-		WHERE row_key = '2' AND change_type = 'update' AND status = 'synced'`).Scan(&changeID)
+	base := "http://" + d.apiAddr
+	d.step("The audit through the HTTP API: GET %s/change-events/?table=crm.customers&row_key=2", base)
+	status, body, err := d.api(ctx, http.MethodGet, base+"/change-events/?table=crm.customers&row_key=2", "")
 	if err != nil {
-		return fmt.Errorf("find customer 2's change: %w", err)
+		return err
 	}
-	d.step("The move was a mistake: changesync undo --change %s", changeID)
-	out, err := d.changesync(ctx, "undo", "--config", d.cfgPath, "--change", changeID,
-		"--requestor", "ops@billing", "--reason", "address entered on the wrong customer")
-	fmt.Fprint(d.out, out)
+	var list struct {
+		Items []struct {
+			ID         string `json:"id"`
+			ChangeType string `json:"change_type"`
+			Status     string `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil || status != http.StatusOK {
+		return fmt.Errorf("GET /change-events/: status %d, %s", status, body)
+	}
+	var changeID string
+	for _, item := range list.Items {
+		fmt.Fprintf(d.out, "  id=%s  change_type=%s  status=%s\n", item.ID, item.ChangeType, item.Status)
+		if item.ChangeType == "update" && item.Status == "synced" {
+			changeID = item.ID
+		}
+	}
+	if changeID == "" {
+		return errors.New("the API lists no synced update of customer 2")
+	}
+
+	request := fmt.Sprintf(`{"change_id": %q, "reason": "address entered on the wrong customer"}`, changeID)
+	d.step("The move was a mistake: POST %s/undo-request/ %s", base, request)
+	status, body, err = d.api(ctx, http.MethodPost, base+"/undo-request/", request)
 	if err != nil {
-		return fmt.Errorf("changesync undo: %w", err)
+		return err
+	}
+	fmt.Fprintf(d.out, "  HTTP %d %s\n", status, body)
+	if status != http.StatusOK {
+		return fmt.Errorf("POST /undo-request/: status %d", status)
 	}
 	if err := d.printRows(ctx, d.dst, demoTargetRows); err != nil {
 		return err
@@ -297,13 +323,33 @@ func (d *demo) undoStep(ctx context.Context) error {
 	}
 
 	d.step("A second undo of the same change is refused")
-	out, err = d.changesync(ctx, "undo", "--config", d.cfgPath, "--change", changeID,
-		"--requestor", "ops@billing", "--reason", "again")
-	fmt.Fprint(d.out, out)
-	if err == nil {
-		return errors.New("the second undo of the same change was not refused")
+	status, body, err = d.api(ctx, http.MethodPost, base+"/undo-request/", request)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(d.out, "  HTTP %d %s\n", status, body)
+	if status != http.StatusConflict {
+		return fmt.Errorf("the second undo of the same change answered %d, want 409", status)
 	}
 	return nil
+}
+
+// api sends one request to the sidecar's API and returns the status and the body.
+func (d *demo) api(ctx context.Context, method, url, body string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, bytes.TrimSpace(raw), err
 }
 
 // changesync runs the demo's own binary with the demo's database URLs and returns its
