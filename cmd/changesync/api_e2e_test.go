@@ -43,7 +43,7 @@ func call(t *testing.T, method, url, body string) (int, map[string]any) {
 	if err != nil {
 		return 0, nil
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, _ := io.ReadAll(resp.Body)
 	var out map[string]any
 	_ = json.NewDecoder(bytes.NewReader(raw)).Decode(&out)

@@ -8,8 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -347,7 +347,7 @@ func (d *demo) api(ctx context.Context, method, url, body string) (int, []byte, 
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, bytes.TrimSpace(raw), err
 }
