@@ -187,10 +187,8 @@ func undoError(c echo.Context, res undo.Result, err error) error {
 
 // decodeBody decodes the JSON body of c into v, rejecting unknown fields and trailing data.
 func decodeBody(c echo.Context, v any) error {
-	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" &&
-		!strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
-			fmt.Sprintf("Content-Type %q is not JSON; send Content-Type: application/json", ct))
+	if err := checkJSONContentType(c.Request()); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(c.Request().Body)
 	dec.DisallowUnknownFields()

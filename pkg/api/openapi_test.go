@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -21,8 +20,6 @@ func loadOpenAPI(t *testing.T) *openapi3.T {
 	}
 	return doc
 }
-
-var pathParam = regexp.MustCompile(`:([a-z_]+)`)
 
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	doc := loadOpenAPI(t)

@@ -58,11 +58,12 @@ type Config struct {
 
 // Server is the HTTP API of one pipeline.
 type Server struct {
-	cfg    Config
-	listen string
-	echo   *echo.Echo
-	auth   *authenticator
-	log    *slog.Logger
+	cfg       Config
+	listen    string
+	echo      *echo.Echo
+	auth      *authenticator
+	validator *requestValidator
+	log       *slog.Logger
 }
 
 // New checks the configuration and builds the server. Without authentication configured,
@@ -92,8 +93,16 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 
-	s := &Server{cfg: cfg, listen: listen, auth: auth, log: cfg.Log}
-	s.echo = s.newEcho()
+	validator, err := newRequestValidator()
+	if err != nil {
+		return nil, err
+	}
+
+	s := &Server{cfg: cfg, listen: listen, auth: auth, validator: validator, log: cfg.Log}
+	if s.echo, err = s.newEcho(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -171,19 +180,21 @@ func checkLoopback(listen string) error {
 }
 
 // newEcho builds the router with its middleware and routes.
-func (s *Server) newEcho() *echo.Echo {
+func (s *Server) newEcho() (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
 	e.Use(middleware.BodyLimit(bodyLimit))
 	e.Use(middleware.ContextTimeout(handlerTimeout))
-	// TODO: validate requests against openapi.json with kin-openapi's openapi3filter. Until
-	// then the handlers check their input themselves, and tests keep the document and the
-	// responses in step.
 
+	// Each route checks the token first, then the request against openapi.json, and the
+	// handlers still check what the document cannot express, such as exactly one scope.
 	for _, r := range s.routes() {
-		h := r.handler
+		h, err := s.validator.wrap(r.method, r.path, r.handler)
+		if err != nil {
+			return nil, err
+		}
 		if r.role != roleNone {
 			h = s.authorize(r.role, h)
 		}
@@ -192,7 +203,7 @@ func (s *Server) newEcho() *echo.Echo {
 			e.Add(r.method, r.path+"/", h)
 		}
 	}
-	return e
+	return e, nil
 }
 
 // route is one endpoint of the API. slash registers the path with a trailing slash too.
