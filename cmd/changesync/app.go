@@ -235,25 +235,37 @@ func runSidecar(ctx context.Context, a *app) error {
 	}
 	defer server.Close()
 
-	err = p.Prepare(ctx, r, pipeline.PrepareConfig{
-		SourceURL: a.cfg.Source.URL,
-		Snapshot:  a.cfg.Source.Snapshot == "initial",
-		Tables:    a.sourceTables(),
-	})
-	if err != nil {
-		return err
-	}
 	dispatcher, err := notify.NewDispatcher(st, notifyCfg, reg, notify.WithLogger(a.log))
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.Run(gctx) })
 	g.Go(func() error { return server.Run(gctx) })
-	if notifyCfg.HasDestinations() {
-		g.Go(func() error { return dispatcher.Run(gctx) })
-	}
+	g.Go(func() error {
+		// Only the active process prepares the slot, streams and notifies; a standby
+		// waits here and serves the API meanwhile.
+		lock, err := becomeActive(gctx, a.cfg.Target.URL, a.cfg.Pipeline, a.log)
+		if lock == nil {
+			return err
+		}
+		defer lock.release()
+		err = p.Prepare(gctx, r, pipeline.PrepareConfig{
+			SourceURL: a.cfg.Source.URL,
+			Snapshot:  a.cfg.Source.Snapshot == "initial",
+			Tables:    a.sourceTables(),
+		})
+		if err != nil {
+			return err
+		}
+		active, actx := errgroup.WithContext(gctx)
+		active.Go(func() error { return p.Run(actx) })
+		active.Go(func() error { return lock.watch(actx) })
+		if notifyCfg.HasDestinations() {
+			active.Go(func() error { return dispatcher.Run(actx) })
+		}
+		return active.Wait()
+	})
 	err = g.Wait()
 	a.log.Info("changesync stopped", "uptime", time.Since(start).Round(time.Second).String())
 	return err

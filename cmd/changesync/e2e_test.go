@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,15 +25,33 @@ import (
 // sidecar is one changesync run process of a test.
 type sidecar struct {
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *logBuffer
 	done chan error
+}
+
+// logBuffer collects a process's output; tests read it while the process writes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startSidecar runs `changesync run --config cfgPath` with the source and target URLs in
 // its environment.
 func startSidecar(t *testing.T, cfgPath, sourceURL, targetURL string) *sidecar {
 	t.Helper()
-	s := &sidecar{log: &bytes.Buffer{}, done: make(chan error, 1)}
+	s := &sidecar{log: &logBuffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(binary, "run", "--config", cfgPath)
 	s.cmd.Env = append(os.Environ(), "CHANGESYNC_SOURCE_URL="+sourceURL, "CHANGESYNC_TARGET_URL="+targetURL)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -402,5 +421,43 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", tt.wantOutput, out)
 			}
 		})
+	}
+}
+
+func TestStandbyTakesOverWhenActiveDies(t *testing.T) {
+	sourceURL, targetURL, src, dst := setupPgbench(t)
+	cfgPath := writeConfig(t, pgbenchConfig)
+	first := startSidecar(t, cfgPath, sourceURL, targetURL)
+	waitUntil(t, 60*time.Second, "the initial snapshot", first, func() bool { return snapshotDone(dst) })
+	second := startSidecar(t, cfgPath, sourceURL, targetURL)
+	waitUntil(t, 30*time.Second, "the second process to stand by", second, func() bool {
+		return strings.Contains(second.log.String(), "standing by to take over")
+	})
+
+	bench := make(chan string, 1)
+	go func() {
+		bin := filepath.Join(pgtest.Server(t).BinDir, "pgbench")
+		out, err := exec.Command(bin, "-n", "-T", "8", "-c", "4", "-j", "2", sourceURL).CombinedOutput()
+		if err != nil {
+			out = append(out, []byte("\npgbench error: "+err.Error())...)
+		}
+		bench <- string(out)
+	}()
+	before := countEvents(t, dst)
+	waitUntil(t, 30*time.Second, "progress of the active process", first, func() bool { return countEvents(t, dst) > before })
+	_ = first.stop(t, syscall.SIGKILL)
+	waitUntil(t, 30*time.Second, "the standby to become active", second, func() bool {
+		return strings.Contains(second.log.String(), "active for the pipeline")
+	})
+	want := 3 * pgbenchTransactions(t, <-bench)
+
+	waitUntil(t, 90*time.Second, "catch-up", second, func() bool { return countEvents(t, dst) >= want })
+	waitUntil(t, 30*time.Second, "target equal to source", second, func() bool { return targetMatches(t, src, dst) })
+	checkTargetEqualsSource(t, src, dst)
+	if got := countEvents(t, dst); got != want {
+		t.Errorf("change_events = %d, want %d: a change is missing or recorded twice", got, want)
+	}
+	if err := second.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("standby exit after SIGTERM: %v", err)
 	}
 }
