@@ -20,8 +20,8 @@ const dockerDir = "../../docker"
 
 type composeFile struct {
 	Services map[string]struct {
-		Image   string            `yaml:"image"`
-		Command []string          `yaml:"command"`
+		Image   string   `yaml:"image"`
+		Command []string `yaml:"command"`
 		Build   *struct{ Context, Dockerfile string }
 		Env     map[string]string `yaml:"environment"`
 		Volumes []string          `yaml:"volumes"`
