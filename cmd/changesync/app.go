@@ -20,6 +20,7 @@ import (
 	"github.com/datasense/changesync/pkg/notify"
 	"github.com/datasense/changesync/pkg/pipeline"
 	"github.com/datasense/changesync/pkg/preflight"
+	"github.com/datasense/changesync/pkg/retention"
 	"github.com/datasense/changesync/pkg/store"
 	"github.com/datasense/changesync/pkg/undo"
 	"github.com/datasense/changesync/pkg/validate"
@@ -239,6 +240,10 @@ func runSidecar(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	housekeeping, err := retention.New(st, a.cfg.Retention, a.cfg.Pipeline, reg, a.log)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return server.Run(gctx) })
@@ -261,6 +266,7 @@ func runSidecar(ctx context.Context, a *app) error {
 		active, actx := errgroup.WithContext(gctx)
 		active.Go(func() error { return p.Run(actx) })
 		active.Go(func() error { return lock.watch(actx) })
+		active.Go(func() error { return housekeeping.Run(actx) })
 		if notifyCfg.HasDestinations() {
 			active.Go(func() error { return dispatcher.Run(actx) })
 		}

@@ -21,17 +21,19 @@ const (
 // how changes are validated, applied, served and logged.
 type Config struct {
 	// Pipeline names this pipeline in checkpoints, logs and metrics; default: the slot name.
-	Pipeline string    `yaml:"pipeline"`
-	Source   Source    `yaml:"source"`
-	Target   Target    `yaml:"target"`
-	Tables   []Table   `yaml:"tables"`
-	Apply    Apply     `yaml:"apply"`
-	Rules    []Rule    `yaml:"rules"`
-	Guard    Guard     `yaml:"guard"`
-	LLM      LLM       `yaml:"llm"`
-	API      API       `yaml:"api"`
-	Notify   yaml.Node `yaml:"notify,omitempty"` // decoded by the notify package; may contain secrets
-	Log      Log       `yaml:"log"`
+	Pipeline string  `yaml:"pipeline"`
+	Source   Source  `yaml:"source"`
+	Target   Target  `yaml:"target"`
+	Tables   []Table `yaml:"tables"`
+	Apply    Apply   `yaml:"apply"`
+	Rules    []Rule  `yaml:"rules"`
+	Guard    Guard   `yaml:"guard"`
+	LLM      LLM     `yaml:"llm"`
+	API      API     `yaml:"api"`
+	// Retention deletes old audit and outbox rows; off by default.
+	Retention Retention `yaml:"retention"`
+	Notify    yaml.Node `yaml:"notify,omitempty"` // decoded by the notify package; may contain secrets
+	Log       Log       `yaml:"log"`
 
 	// RuleCostLimit caps the CEL cost of evaluating one rule on one change; a rule that
 	// exceeds it holds the change. Default 100000.
@@ -172,6 +174,20 @@ type LLM struct {
 	Instructions string `yaml:"instructions"`
 }
 
+// Retention is the housekeeping of the metadata tables, run by the active process.
+type Retention struct {
+	// Audit is how long change_events rows are kept, with their sync_log and
+	// undo_requests rows; 0 keeps them forever. Held and blocked changes are kept.
+	Audit time.Duration `yaml:"audit"`
+	// UndoHorizon is how long a synced change stays undoable: it is kept at least this
+	// long, whatever Audit says; default 0.
+	UndoHorizon time.Duration `yaml:"undo_horizon"`
+	// Outbox is how long delivered or failed notifications are kept; 0 keeps them.
+	Outbox time.Duration `yaml:"outbox"`
+	// Interval is the time between two runs; default 1h.
+	Interval time.Duration `yaml:"interval"`
+}
+
 // API is the HTTP API.
 type API struct {
 	Listen string  `yaml:"listen"` // host:port; default 127.0.0.1:8080
@@ -259,6 +275,9 @@ func (c *Config) fillDefaults() {
 	setDefault(&c.Apply.OnExistingRow, "update")
 	setDefault(&c.Apply.OnMissingRow, "insert")
 	setDefault(&c.Apply.OnMissingColumn, "hold")
+	if c.Retention.Interval == 0 {
+		c.Retention.Interval = time.Hour
+	}
 	setDefault(&c.Guard.Action, "hold")
 	setDefault(&c.LLM.APIKeyEnv, DefaultAPIKeyEnv)
 	setDefault(&c.LLM.OnError, "hold")

@@ -46,6 +46,12 @@ func (c *Config) validate(p *problems) {
 	c.validateLLM(p)
 	c.validateAPI(p)
 	c.validateLog(p)
+	checkNotNegative(p, "retention.audit", c.Retention.Audit, "0 keeps the audit forever")
+	checkNotNegative(p, "retention.undo_horizon", c.Retention.UndoHorizon, "0 keeps nothing for undo")
+	checkNotNegative(p, "retention.outbox", c.Retention.Outbox, "0 keeps notifications forever")
+	if c.Retention.Interval < time.Minute {
+		p.add("retention.interval", "invalid value %s: use at least 1m, such as 1h", c.Retention.Interval)
+	}
 }
 
 func (c *Config) validateSource(p *problems) {
