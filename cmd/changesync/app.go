@@ -212,6 +212,9 @@ func runSidecar(ctx context.Context, a *app) error {
 	}
 	defer source.Close()
 	reg.MustRegister(metrics.NewCollector(a.cfg.Pipeline, a.cfg.Source.Slot, source, st.Pool, r, a.log))
+	applier.OnCopyProgress(func(table change.TableName, copied, estimate int64) {
+		pipelineMetrics.Snapshot(table.String(), copied, estimate)
+	})
 	sink := &alertSink{log: a.log, name: a.cfg.Pipeline, wants: notifyCfg.Wants}
 	agent, err := validate.New(a.cfg, validate.WithLogger(a.log), validate.WithAlerts(sink))
 	if err != nil {

@@ -43,8 +43,9 @@ type Applier struct {
 	policy  Policy
 	log     *slog.Logger
 
-	mu    sync.Mutex
-	plans map[*change.Relation]*plan
+	mu           sync.Mutex
+	plans        map[*change.Relation]*plan
+	copyProgress CopyProgress // nil reports copy progress in the log only
 	// statements maps the text of each prepared write statement to its name.
 	statements map[string]string
 }

@@ -438,6 +438,12 @@ func TestCopyTableUpsertsSnapshot(t *testing.T) {
 		  FROM generate_series(1, 500) g;
 		INSERT INTO billing.customers (id, name) VALUES (1, 'stale')`)
 	a := newApplier(t, conn, Policy{}, defaultSpec())
+	var reportedCopied int64 = -1
+	a.OnCopyProgress(func(table change.TableName, copied, _ int64) {
+		if table == customers {
+			reportedCopied = copied
+		}
+	})
 	ctx := context.Background()
 
 	srcConn, err := pgx.Connect(ctx, conn.Config().ConnString())
@@ -463,6 +469,9 @@ func TestCopyTableUpsertsSnapshot(t *testing.T) {
 	}
 	if n != 500 {
 		t.Errorf("rows copied = %d, want 500", n)
+	}
+	if reportedCopied != 500 {
+		t.Errorf("copy progress reported %d rows at the end, want 500", reportedCopied)
 	}
 	row, _ := readCustomer(t, conn, 1)
 	if row.Name == nil || *row.Name != "n1" || row.Address == nil || *row.Address != "addr 1" {

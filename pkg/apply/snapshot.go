@@ -1,10 +1,14 @@
 package apply
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -84,9 +88,18 @@ func (a *Applier) CopyTable(ctx context.Context, src, dst pgx.Tx, source change.
 	if _, err := dst.Exec(ctx, create); err != nil {
 		return 0, fmt.Errorf("copy %s: create staging table: %w", source, err)
 	}
+	var estimate int64
+	if err := src.QueryRow(ctx, `SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint
+		FROM pg_class c WHERE c.oid = $1::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass))`,
+		source.Sanitize()).Scan(&estimate); err != nil {
+		estimate = 0 // progress then reports no estimate
+	}
+	progress := newCopyProgress(source, estimate, a.log, a.copyProgress)
+	stop := progress.report(ctx)
 	n, err := pipeCopy(ctx, src, dst,
 		"COPY (SELECT "+strings.Join(srcCols, ", ")+" FROM "+source.Sanitize()+") TO STDOUT",
-		"COPY "+stage+" ("+dstList+") FROM STDIN")
+		"COPY "+stage+" ("+dstList+") FROM STDIN", &progress.rows)
+	stop()
 	if err != nil {
 		return 0, fmt.Errorf("copy %s to %s: %w", source, p.target.Name, err)
 	}
@@ -140,8 +153,9 @@ func mergeSQL(p *plan, stage string, dstCols []string, overriding bool) string {
 
 // pipeCopy streams COPY TO output of src into COPY FROM input of dst, in text format,
 // without holding the table in memory.
-func pipeCopy(ctx context.Context, src, dst pgx.Tx, copyTo, copyFrom string) (int64, error) {
-	pr, pw := io.Pipe()
+func pipeCopy(ctx context.Context, src, dst pgx.Tx, copyTo, copyFrom string, rows *atomic.Int64) (int64, error) {
+	pipeReader, pw := io.Pipe()
+	pr := &rowCounter{r: pipeReader, rows: rows}
 	done := make(chan error, 1)
 	go func() {
 		_, err := src.Conn().PgConn().CopyTo(ctx, pw, copyTo)
@@ -149,7 +163,7 @@ func pipeCopy(ctx context.Context, src, dst pgx.Tx, copyTo, copyFrom string) (in
 		done <- err
 	}()
 	tag, err := dst.Conn().PgConn().CopyFrom(ctx, pr, copyFrom)
-	_ = pr.CloseWithError(err) // unblocks the writer when the target side failed first
+	_ = pipeReader.CloseWithError(err) // unblocks the writer when the target side failed first
 	if srcErr := <-done; srcErr != nil {
 		return 0, fmt.Errorf("read source: %w", srcErr)
 	}
@@ -157,4 +171,86 @@ func pipeCopy(ctx context.Context, src, dst pgx.Tx, copyTo, copyFrom string) (in
 		return 0, fmt.Errorf("write target: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// rowCounter counts the rows of a COPY text stream as it is read: each row ends with a
+// newline, and newlines inside values are escaped.
+type rowCounter struct {
+	r    io.Reader
+	rows *atomic.Int64
+}
+
+func (c *rowCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.rows.Add(int64(bytes.Count(p[:n], []byte{'\n'})))
+	return n, err
+}
+
+// copyProgressInterval is how often a running copy logs its progress.
+const copyProgressInterval = 10 * time.Second
+
+// CopyProgress receives the progress of a table copy: the rows copied so far and the
+// planner's estimate of the table's rows (0 when unknown).
+type CopyProgress func(table change.TableName, copied, estimate int64)
+
+// OnCopyProgress sets the function that receives the progress of every table copy, such
+// as metrics. It is called every few seconds while a copy runs, and once at its end.
+func (a *Applier) OnCopyProgress(fn CopyProgress) { a.copyProgress = fn }
+
+type copyProgress struct {
+	table    change.TableName
+	estimate int64
+	rows     atomic.Int64
+	log      *slog.Logger
+	fn       CopyProgress
+	start    time.Time
+}
+
+func newCopyProgress(table change.TableName, estimate int64, log *slog.Logger, fn CopyProgress) *copyProgress {
+	return &copyProgress{table: table, estimate: estimate, log: log, fn: fn, start: time.Now()}
+}
+
+// report logs and reports progress every copyProgressInterval until the returned
+// function is called, which reports the final count.
+func (p *copyProgress) report(ctx context.Context) func() {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(copyProgressInterval):
+				p.tick()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		if p.fn != nil {
+			p.fn(p.table, p.rows.Load(), p.estimate)
+		}
+	}
+}
+
+func (p *copyProgress) tick() {
+	copied := p.rows.Load()
+	elapsed := time.Since(p.start)
+	rate := float64(copied) / elapsed.Seconds()
+	attrs := []any{"table", p.table.String(), "rows", copied, "rows_per_second", int64(rate)}
+	if p.estimate > 0 {
+		attrs = append(attrs, "estimate", p.estimate)
+		if rate > 0 && copied < p.estimate {
+			left := time.Duration(float64(p.estimate-copied) / rate * float64(time.Second))
+			attrs = append(attrs, "time_left", left.Round(time.Second).String())
+		}
+	}
+	p.log.Info("snapshot copy progress", attrs...)
+	if p.fn != nil {
+		p.fn(p.table, copied, p.estimate)
+	}
 }

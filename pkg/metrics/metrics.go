@@ -23,6 +23,7 @@ type Pipeline struct {
 	batchSize    prometheus.Histogram
 	batchSeconds prometheus.Histogram
 	lagSeconds   prometheus.Gauge
+	snapshotRows *prometheus.GaugeVec
 }
 
 // NewPipeline registers the pipeline's metrics with reg, labelled with the pipeline name.
@@ -48,8 +49,12 @@ func NewPipeline(reg prometheus.Registerer, pipeline string) (*Pipeline, error) 
 			Name: "changesync_lag_seconds",
 			Help: "Time from the source commit to the target commit of the last applied transaction.",
 		}),
+		snapshotRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "changesync_snapshot_rows",
+			Help: "Rows of the initial snapshot copy of a table: copied so far, and the planner's estimate.",
+		}, []string{"table", "kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.changes, m.batchSize, m.batchSeconds, m.lagSeconds} {
+	for _, c := range []prometheus.Collector{m.changes, m.batchSize, m.batchSeconds, m.lagSeconds, m.snapshotRows} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -75,6 +80,15 @@ func (m *Pipeline) Batch(changes int, elapsed time.Duration, sourceCommit time.T
 	if !sourceCommit.IsZero() {
 		m.lagSeconds.Set(max(time.Since(sourceCommit).Seconds(), 0))
 	}
+}
+
+// Snapshot records the progress of the initial copy of table.
+func (m *Pipeline) Snapshot(table string, copied, estimate int64) {
+	if m == nil {
+		return
+	}
+	m.snapshotRows.WithLabelValues(table, "copied").Set(float64(copied))
+	m.snapshotRows.WithLabelValues(table, "estimated").Set(float64(estimate))
 }
 
 // Collector reads the state of the slot and of held changes when scraped.
