@@ -3,8 +3,9 @@
 -- name: ListChangeEventsPage :many
 -- One page of change events, newest first. Every filter is optional (NULL leaves it out);
 -- the cursor is the (detected_at, id) of the last event of the previous page.
--- NOTE: only the cursor order is backed by an index (change_events_detected_idx); a
--- selective filter other than table and row_key walks that index until the page is full.
+-- Each filter has an index that leads with its column and ends with (detected_at, id), and
+-- change_events_detected_idx serves since, until and the cursor (migration 000004). With
+-- several filters the planner picks one of these indexes and filters the rest.
 SELECT * FROM change_events
 WHERE (sqlc.narg(table_name)::text IS NULL OR table_name = sqlc.narg(table_name))
   AND (sqlc.narg(row_key)::text IS NULL OR row_key = sqlc.narg(row_key))
@@ -32,8 +33,7 @@ ORDER BY created_at, id;
 -- name: ListSyncLogByRow :many
 -- The target writes of one row, oldest first: the writes of synced changes and of undos.
 -- The table, when given, is the source or the target table.
--- NOTE: no index leads with source_id (sync_log_target_row_idx starts with target_table),
--- so this query scans sync_log; a large sync_log needs an index on (source_id, synced_at).
+-- sync_log_source_row_idx (source_id, synced_at, id) finds the writes of one row key.
 SELECT * FROM sync_log
 WHERE source_id = sqlc.arg(row_key)
   AND (sqlc.narg(table_name)::text IS NULL

@@ -48,8 +48,9 @@ type Querier interface {
 	// Queries of the HTTP API: the audit listings and histories it reads.
 	// One page of change events, newest first. Every filter is optional (NULL leaves it out);
 	// the cursor is the (detected_at, id) of the last event of the previous page.
-	// NOTE: only the cursor order is backed by an index (change_events_detected_idx); a
-	// selective filter other than table and row_key walks that index until the page is full.
+	// Each filter has an index that leads with its column and ends with (detected_at, id), and
+	// change_events_detected_idx serves since, until and the cursor (migration 000004). With
+	// several filters the planner picks one of these indexes and filters the rest.
 	ListChangeEventsPage(ctx context.Context, arg ListChangeEventsPageParams) ([]ChangeEvent, error)
 	ListChangeIDsByThread(ctx context.Context, threadID uuid.UUID) ([]uuid.UUID, error)
 	// The held and blocked changes of a pipeline in source order, locked, for the per-row
@@ -61,8 +62,7 @@ type Querier interface {
 	ListSyncLogByChange(ctx context.Context, changeEventID uuid.UUID) ([]SyncLog, error)
 	// The target writes of one row, oldest first: the writes of synced changes and of undos.
 	// The table, when given, is the source or the target table.
-	// NOTE: no index leads with source_id (sync_log_target_row_idx starts with target_table),
-	// so this query scans sync_log; a large sync_log needs an index on (source_id, synced_at).
+	// sync_log_source_row_idx (source_id, synced_at, id) finds the writes of one row key.
 	ListSyncLogByRow(ctx context.Context, arg ListSyncLogByRowParams) ([]SyncLog, error)
 	// Changes that wrote to one row since a time. The table is the source or the target table.
 	ListSyncedChangeIDsByRow(ctx context.Context, arg ListSyncedChangeIDsByRowParams) ([]uuid.UUID, error)
