@@ -225,7 +225,12 @@ func runSidecar(ctx context.Context, a *app) error {
 	}, r, applier, st, pipeline.WithLogger(a.log), pipeline.WithValidator(agent),
 		pipeline.WithNotifications(notifyCfg.Wants), pipeline.WithMetrics(pipelineMetrics))
 	sink.pipeline = p
-	undoer, err := undo.New(undo.Config{Store: st, Tables: a.tableSpecs()}, undo.WithLogger(a.log))
+	undoOutcomes, err := metrics.UndoOutcomes(reg, a.cfg.Pipeline)
+	if err != nil {
+		return err
+	}
+	undoer, err := undo.New(undo.Config{Store: st, Tables: a.tableSpecs()}, undo.WithLogger(a.log),
+		undo.WithOutcomes(undoOutcomes))
 	if err != nil {
 		return err
 	}

@@ -82,6 +82,16 @@ func (m *Pipeline) Batch(changes int, elapsed time.Duration, sourceCommit time.T
 	}
 }
 
+// UndoOutcomes returns the counter of undo requests by outcome, registered with reg.
+func UndoOutcomes(reg prometheus.Registerer, pipeline string) (*prometheus.CounterVec, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "changesync_undo_requests_total",
+		Help:        "Undo requests by outcome: applied, planned (dry run), conflict, failed or refused.",
+		ConstLabels: prometheus.Labels{"pipeline": pipeline},
+	}, []string{"outcome"})
+	return c, reg.Register(c)
+}
+
 // Snapshot records the progress of the initial copy of table.
 func (m *Pipeline) Snapshot(table string, copied, estimate int64) {
 	if m == nil {

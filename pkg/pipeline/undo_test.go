@@ -5,8 +5,11 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/datasense/changesync/pkg/apply"
+	"github.com/datasense/changesync/pkg/metrics"
 	"github.com/datasense/changesync/pkg/undo"
 )
 
@@ -29,7 +32,11 @@ func TestUndoFollowsAppliedWrite(t *testing.T) {
 		ORDER BY c.source_lsn`, "1 | insert | update", "2 | insert | insert", "2 | update | insert")
 
 	spec.Target = spec.Source
-	u, err := undo.New(undo.Config{Store: e.store, Tables: []apply.TableSpec{spec}})
+	outcomes, err := metrics.UndoOutcomes(prometheus.NewRegistry(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := undo.New(undo.Config{Store: e.store, Tables: []apply.TableSpec{spec}}, undo.WithOutcomes(outcomes))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,4 +50,15 @@ func TestUndoFollowsAppliedWrite(t *testing.T) {
 		}
 	}
 	e.wantRows("SELECT * FROM c ORDER BY id", "1 | kept on the target")
+
+	id := uuid.MustParse(e.targetRows(`SELECT id FROM changesync.change_events WHERE row_key = '1'
+		AND table_name = 'public.c'`)[0])
+	if _, err := u.Execute(context.Background(), undo.Request{ChangeID: id, Reason: "again", Requestor: "t"}); err == nil {
+		t.Error("a second undo of the same change succeeded")
+	}
+	for outcome, want := range map[string]float64{"applied": 2, "refused": 1} {
+		if got := testutil.ToFloat64(outcomes.WithLabelValues(outcome)); got != want {
+			t.Errorf("undo requests %s = %v, want %v", outcome, got, want)
+		}
+	}
 }

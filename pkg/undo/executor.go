@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
@@ -39,11 +41,19 @@ func WithLogger(log *slog.Logger) Option {
 	return func(e *Executor) { e.log = log }
 }
 
+// WithOutcomes counts the requests by outcome in outcomes, a counter vector with one
+// label: applied, planned, conflict, failed, or refused for a request that is invalid,
+// names unknown changes or changes that cannot be undone.
+func WithOutcomes(outcomes *prometheus.CounterVec) Option {
+	return func(e *Executor) { e.outcomes = outcomes }
+}
+
 // Executor runs undo requests against the target database. It is safe for concurrent use.
 type Executor struct {
-	store  *store.Store
-	tables []apply.TableSpec
-	log    *slog.Logger
+	store    *store.Store
+	tables   []apply.TableSpec
+	log      *slog.Logger
+	outcomes *prometheus.CounterVec
 }
 
 // New returns an executor for the target database of cfg.Store.
@@ -76,11 +86,24 @@ func (e *Executor) Execute(ctx context.Context, req Request) (Result, error) {
 	for attempt := 1; ; attempt++ {
 		res, err := e.execute(ctx, &req, s, requestID)
 		if err == nil || !isRetryable(err) || attempt == maxAttempts {
+			e.count(res, err)
 			return res, err
 		}
 		e.log.Warn("undo request retried", "request_id", requestID.String(), "attempt", attempt,
 			"error", err.Error())
 	}
+}
+
+// count adds the outcome of a request to the outcomes counter.
+func (e *Executor) count(res Result, err error) {
+	if e.outcomes == nil {
+		return
+	}
+	outcome := string(res.Status)
+	if err != nil && !IsConflict(err) && res.Status != StatusFailed {
+		outcome = "refused"
+	}
+	e.outcomes.WithLabelValues(outcome).Inc()
 }
 
 // execute runs one attempt of a request in one target transaction.
