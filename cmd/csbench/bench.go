@@ -22,6 +22,8 @@ type options struct {
 	liveRate    int
 	out         string
 	only        string
+	apiRows     int
+	apiRequests int
 }
 
 // scenario is one fixed workload: a pgbench script and the transactions it runs.

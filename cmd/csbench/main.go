@@ -1,7 +1,8 @@
 // Command csbench measures how fast changesync drains a replication backlog into a target
 // and how far it lags behind a live workload, beside PostgreSQL's own publication and
-// subscription on the same workload in the same run. It prints a markdown report and can
-// write it to a file (make bench writes docs/benchmarks.md).
+// subscription on the same workload in the same run, and the latency of the HTTP API over a
+// large audit trail. It prints a markdown report and can write it to a file (make bench
+// writes docs/benchmarks.md).
 package main
 
 import (
@@ -33,6 +34,9 @@ func run(ctx context.Context) error {
 	flag.StringVar(&opts.out, "out", "", "also write the report to this file")
 	flag.StringVar(&opts.only, "only", "", "run only the backlog scenarios whose name contains this text, "+
 		"and no live lag run")
+	flag.IntVar(&opts.apiRows, "api-rows", 1000000, "change events in the audit trail of the API latency "+
+		"benchmark, which runs even with -only; 0 skips it")
+	flag.IntVar(&opts.apiRequests, "api-requests", 300, "requests per endpoint of the API latency benchmark")
 	flag.Parse()
 
 	b, err := newBench(ctx, opts)

@@ -53,7 +53,14 @@ func (b *bench) runAll(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
-	return b.report(rows, lag, goRows), nil
+	var apiResults []apiLatency
+	if b.opts.apiRows > 0 {
+		var err error
+		if apiResults, err = b.runAPIBenchmark(ctx); err != nil {
+			return "", fmt.Errorf("API latency: %w", err)
+		}
+	}
+	return b.report(rows, lag, goRows) + b.apiReport(apiResults), nil
 }
 
 // drainScenario builds a backlog in both slots with the consumers stopped, then lets
