@@ -216,7 +216,12 @@ func runSidecar(ctx context.Context, a *app) error {
 		pipelineMetrics.Snapshot(table.String(), copied, estimate)
 	})
 	sink := &alertSink{log: a.log, name: a.cfg.Pipeline, wants: notifyCfg.Wants}
-	agent, err := validate.New(a.cfg, validate.WithLogger(a.log), validate.WithAlerts(sink))
+	observeLLM, err := metrics.LLMObserver(reg, a.cfg.Pipeline)
+	if err != nil {
+		return err
+	}
+	agent, err := validate.New(a.cfg, validate.WithLogger(a.log), validate.WithAlerts(sink),
+		validate.WithLLMObserver(observeLLM))
 	if err != nil {
 		return err
 	}

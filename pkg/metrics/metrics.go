@@ -82,6 +82,29 @@ func (m *Pipeline) Batch(changes int, elapsed time.Duration, sourceCommit time.T
 	}
 }
 
+// LLMObserver registers the LLM reviewer's metrics with reg and returns the function
+// that records one request.
+func LLMObserver(reg prometheus.Registerer, pipeline string) (func(string, time.Duration), error) {
+	labels := prometheus.Labels{"pipeline": pipeline}
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "changesync_llm_requests_total", Help: "LLM review requests by outcome: ok or error.",
+		ConstLabels: labels,
+	}, []string{"outcome"})
+	seconds := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "changesync_llm_request_seconds", Help: "Duration of LLM review requests.",
+		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.05, 2, 10),
+	})
+	for _, c := range []prometheus.Collector{calls, seconds} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return func(outcome string, elapsed time.Duration) {
+		calls.WithLabelValues(outcome).Inc()
+		seconds.Observe(elapsed.Seconds())
+	}, nil
+}
+
 // UndoOutcomes returns the counter of undo requests by outcome, registered with reg.
 func UndoOutcomes(reg prometheus.Registerer, pipeline string) (*prometheus.CounterVec, error) {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{

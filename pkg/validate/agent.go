@@ -82,6 +82,13 @@ type options struct {
 	lookupEnv  config.LookupEnv
 	httpClient *http.Client
 	now        func() time.Time
+	observeLLM func(outcome string, elapsed time.Duration)
+}
+
+// WithLLMObserver sets a function that receives the outcome ("ok" or "error") and the
+// duration of every LLM request, such as metrics.
+func WithLLMObserver(fn func(outcome string, elapsed time.Duration)) Option {
+	return func(o *options) { o.observeLLM = fn }
 }
 
 // WithLogger sets the logger. Without it the Agent logs nothing.
@@ -131,6 +138,9 @@ func New(cfg *config.Config, opts ...Option) (*Agent, error) {
 		return nil, err
 	}
 	rev, err := newReviewer(cfg.LLM, o.lookupEnv, o.httpClient)
+	if rev != nil {
+		rev.observe = o.observeLLM
+	}
 	if err != nil {
 		return nil, err
 	}

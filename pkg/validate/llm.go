@@ -78,6 +78,7 @@ type reviewer struct {
 	slots        chan struct{} // one token per request in flight
 	cache        *verdictCache // nil when the cache is off
 	flights      singleflight.Group
+	observe      func(outcome string, elapsed time.Duration) // nil records nothing
 }
 
 // newReviewer returns the reviewer of cfg, or nil when it is not enabled. It reads the
@@ -220,6 +221,20 @@ func (r *reviewer) request(ctx context.Context, done <-chan struct{}, req review
 	if err != nil {
 		return llmVerdict{}, fmt.Errorf("encode request: %w", err)
 	}
+	start := time.Now()
+	verdict, err := r.complete(ctx, user)
+	if r.observe != nil {
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+		}
+		r.observe(outcome, time.Since(start))
+	}
+	return verdict, err
+}
+
+// complete sends the chat completion of one review request and parses the reply.
+func (r *reviewer) complete(ctx context.Context, user []byte) (llmVerdict, error) {
 	resp, err := r.client.CreateChatCompletion(ctx, openai.ChatCompletionRequest{
 		Model: r.model,
 		Messages: []openai.ChatCompletionMessage{

@@ -395,3 +395,26 @@ func TestVerdictCacheEvicts(t *testing.T) {
 		t.Errorf("len = %d, want 2", n)
 	}
 }
+
+func TestLLMObserverCountsRequests(t *testing.T) {
+	f := newFakeLLM(t, func(req reviewRequest) (int, string) {
+		if strings.Contains(fmt.Sprint(req), "broken") {
+			return 500, "{}"
+		}
+		return 0, verdictJSON("approve", "fine")
+	})
+	outcomes := map[string]int{}
+	var mu sync.Mutex
+	a := newAgent(t, llmConfig(f), WithLookupEnv(testEnv), WithLLMObserver(func(o string, _ time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		outcomes[o]++
+	}))
+	validateOne(t, a, notesChange("all good"))
+	validateOne(t, a, notesChange("broken"))
+	mu.Lock()
+	defer mu.Unlock()
+	if outcomes["ok"] != 1 || outcomes["error"] != 1 {
+		t.Errorf("observed outcomes %v, want one ok and one error", outcomes)
+	}
+}
