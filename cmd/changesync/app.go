@@ -280,6 +280,7 @@ func runSidecar(ctx context.Context, a *app) error {
 		active.Go(func() error { return p.Run(actx) })
 		active.Go(func() error { return lock.watch(actx) })
 		active.Go(func() error { return housekeeping.Run(actx) })
+		active.Go(func() error { return reportCatchUp(actx, r, a.cfg.Pipeline, a.log) })
 		if notifyCfg.HasDestinations() {
 			active.Go(func() error { return dispatcher.Run(actx) })
 		}
