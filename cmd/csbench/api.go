@@ -302,9 +302,10 @@ func (b *bench) apiReport(results []apiLatency) string {
 	}
 	var r strings.Builder
 	fmt.Fprintf(&r, "\n## API latency\n\n"+
-		"The HTTP API (pkg/api, no authentication) serves in-process on 127.0.0.1 from a metadata\n"+
-		"schema of %d change events (written with generate_series, not through the pipeline) over\n"+
-		"%d row keys in %d tables, with a sync_log row for each of the %.1f%% that are synced.\n"+
+		"The HTTP API (pkg/api, no authentication) serves in-process on 127.0.0.1. Its metadata\n"+
+		"schema contains %d change events over %d row keys in %d tables, written with\n"+
+		"generate_series rather than through the pipeline, and a sync_log row for each of the\n"+
+		"%.1f%% that are synced.\n"+
 		"One client sends %d requests per endpoint one after the other over one keep-alive\n"+
 		"connection, after 10 warm-up requests; latency is measured at the client. Lists ask for\n"+
 		"%d items. Random cursors, ids and row keys are drawn before the run.\n\n",
