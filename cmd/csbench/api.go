@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/datasense/changesync/pkg/api"
@@ -171,18 +170,18 @@ func (b *bench) createAPIDatabase(ctx context.Context) (string, error) {
 // endpoints returns the measured request shapes. The ids, row keys and cursors are drawn
 // at random beforehand, so a request does not find its rows in the cache of the one before.
 func (ab *apiBench) endpoints(ctx context.Context, rows, requests int) ([]apiEndpoint, error) {
-	ids, err := ab.sampleIDs(ctx, requests)
+	ids, err := ab.sample(ctx, "change_events", "id", requests)
+	if err != nil {
+		return nil, err
+	}
+	// Row keys with a synced change, because GET /diff/{row_key} returns 404 for the others.
+	keys, err := ab.sample(ctx, "sync_log", "source_id", requests)
 	if err != nil {
 		return nil, err
 	}
 	cursors, err := ab.sampleCursors(ctx, rows, requests)
 	if err != nil {
 		return nil, err
-	}
-	rng := rand.New(rand.NewPCG(1, 2)) //nolint:gosec // G404: a benchmark's sample, not a secret
-	keys := make([]int, requests)
-	for i := range keys {
-		keys[i] = rng.IntN(apiRowKeys)
 	}
 
 	return []apiEndpoint{
@@ -197,7 +196,7 @@ func (ab *apiBench) endpoints(ctx context.Context, rows, requests int) ([]apiEnd
 			return fmt.Sprintf("/change-events/?actor=user%d&change_type=update&limit=%d", 3+10*(i%10), apiPageSize)
 		}},
 		{"list, filter row_key", func(i int) string {
-			return fmt.Sprintf("/change-events/?row_key=%d&limit=%d", keys[i], apiPageSize)
+			return fmt.Sprintf("/change-events/?row_key=%s&limit=%d", keys[i%len(keys)], apiPageSize)
 		}},
 		{"list, page after a random cursor", func(i int) string {
 			return fmt.Sprintf("/change-events/?cursor=%s&limit=%d", url.QueryEscape(cursors[i]), apiPageSize)
@@ -206,27 +205,26 @@ func (ab *apiBench) endpoints(ctx context.Context, rows, requests int) ([]apiEnd
 			return fmt.Sprintf("/change-events/?table=public.t%d&cursor=%s&limit=%d", i%apiTables,
 				url.QueryEscape(cursors[i]), apiPageSize)
 		}},
-		{"status of a random change", func(i int) string { return "/status/" + ids[i].String() }},
-		{"diff of a random row", func(i int) string { return fmt.Sprintf("/diff/%d", keys[i]) }},
+		{"status of a random change", func(i int) string { return "/status/" + ids[i%len(ids)] }},
+		{"diff of a random row", func(i int) string { return "/diff/" + keys[i%len(keys)] }},
 	}, nil
 }
 
-// sampleIDs returns n ids of random change events.
-func (ab *apiBench) sampleIDs(ctx context.Context, n int) ([]uuid.UUID, error) {
-	rows, err := ab.conn.Query(ctx, fmt.Sprintf(
-		"SELECT id FROM %s.change_events ORDER BY random() LIMIT %d",
-		pgx.Identifier{store.DefaultSchema}.Sanitize(), n))
+// sample returns up to n random values of column of a metadata table, as text.
+func (ab *apiBench) sample(ctx context.Context, table, column string, n int) ([]string, error) {
+	rows, err := ab.conn.Query(ctx, fmt.Sprintf("SELECT %s::text FROM %s ORDER BY random() LIMIT %d",
+		pgx.Identifier{column}.Sanitize(), pgx.Identifier{store.DefaultSchema, table}.Sanitize(), n))
 	if err != nil {
 		return nil, err
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	values, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("sample change ids: %w", err)
+		return nil, fmt.Errorf("sample %s.%s: %w", table, column, err)
 	}
-	if len(ids) < n {
-		return nil, fmt.Errorf("sample change ids: got %d, want %d", len(ids), n)
+	if len(values) == 0 {
+		return nil, fmt.Errorf("sample %s.%s: the table is empty", table, column)
 	}
-	return ids, nil
+	return values, nil
 }
 
 // sampleCursors returns n cursors at random depths of the listing, each the next_cursor
