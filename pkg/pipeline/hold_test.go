@@ -41,7 +41,7 @@ func startHoldSync(t *testing.T) *syncEnv {
 	e.sync()
 	e.wantRows("SELECT * FROM items ORDER BY id", "1 | 10 | a", "2 | 20 | b2")
 	e.wantRows(`SELECT status, decided_by FROM changesync.change_events WHERE row_key = '1'
-		AND table_name = 'public.items' AND change_type = 'update' ORDER BY source_lsn`,
+		AND table_name = 'public.items' AND change_type = 'update' ORDER BY source_lsn, seq`,
 		"held | rule:check", "blocked | changesync:order", "blocked | changesync:order")
 	return e
 }
@@ -68,7 +68,7 @@ func TestReleaseApprovedHeldChangeThenBlocked(t *testing.T) {
 	}
 	e.sameRows("SELECT * FROM items ORDER BY id")
 	e.wantRows(`SELECT status, decided_by FROM changesync.change_events WHERE row_key = '1'
-		AND table_name = 'public.items' AND change_type = 'update' ORDER BY source_lsn`,
+		AND table_name = 'public.items' AND change_type = 'update' ORDER BY source_lsn, seq`,
 		"synced | alice", "synced | changesync:order", "synced | changesync:order")
 	e.wantRows(`SELECT count(*) FROM changesync.sync_log WHERE source_id = '1'
 		AND source_table = 'public.items'`, "4")
@@ -236,7 +236,7 @@ func TestMissingTargetColumnHoldsUntilReleased(t *testing.T) {
 	e.wantRows("SELECT id, a FROM p ORDER BY id", "1 | x", "2 | no value for c")
 	e.wantRows(`SELECT status, decision_reason LIKE '%"c" has no column in target table public.p%'
 		FROM changesync.change_events WHERE table_name = 'public.p' AND row_key = '1' AND change_type = 'update'
-		ORDER BY source_lsn`, "held | t", "blocked | f")
+		ORDER BY source_lsn, seq`, "held | t", "blocked | f")
 
 	// Once the target has the column, a release with a fresh applier writes it.
 	e.execOn(e.dst, `ALTER TABLE p ADD COLUMN c text`)
@@ -264,7 +264,7 @@ func TestReleaseRefusesLaterHeldChangeOfRow(t *testing.T) {
 	e.exec(`UPDATE items SET note = 'CHECK', price = 99 WHERE id = 1`)
 	e.exec(`UPDATE items SET note = 'CHECK', price = 100 WHERE id = 1`)
 	e.sync()
-	ids := e.targetRows(`SELECT id FROM changesync.change_events WHERE status = 'held' ORDER BY source_lsn`)
+	ids := e.targetRows(`SELECT id FROM changesync.change_events WHERE status = 'held' ORDER BY source_lsn, seq`)
 	if len(ids) != 2 {
 		t.Fatalf("held changes %v, want 2", ids)
 	}

@@ -29,7 +29,7 @@ func TestUndoFollowsAppliedWrite(t *testing.T) {
 	e.sync()
 	e.wantRows(`SELECT c.row_key, c.change_type, l.op FROM changesync.change_events c
 		JOIN changesync.sync_log l ON l.change_event_id = c.id WHERE c.table_name = 'public.c'
-		ORDER BY c.source_lsn`, "1 | insert | update", "2 | insert | insert", "2 | update | insert")
+		ORDER BY c.source_lsn, c.seq`, "1 | insert | update", "2 | insert | insert", "2 | update | insert")
 
 	spec.Target = spec.Source
 	outcomes, err := metrics.UndoOutcomes(prometheus.NewRegistry(), "test")
