@@ -64,6 +64,8 @@ func TestAPIAgainstRunningPipeline(t *testing.T) {
 	s := startSidecar(t, writeConfig(t, fmt.Sprintf(`
 source: {slot: api_e2e}
 tables: [{source: public.customers}]
+rules:
+  - {name: hold-po-box, when: "has(new.address) && new.address.startsWith('PO Box')", action: hold}
 api: {listen: '%s'}
 `, addr)), sourceURL, targetURL)
 	waitUntil(t, 30*time.Second, "readiness", s, func() bool {
@@ -110,6 +112,50 @@ api: {listen: '%s'}
 	status, st := call(t, http.MethodGet, base+"/status/"+changeID, "")
 	if status != http.StatusOK || st["status"] != "undone" {
 		t.Errorf("GET /status: status %d, body %v; want undone", status, st)
+	}
+	requestID, _ := undone["request_id"].(string)
+	if status, req := call(t, http.MethodGet, base+"/undo-requests/"+requestID, ""); status != http.StatusOK {
+		t.Errorf("GET /undo-requests/%s: status %d, body %v", requestID, status, req)
+	}
+
+	// A held change is approved through POST /sync-manual/.
+	if _, err := src.Exec(context.Background(), `UPDATE customers SET address = 'PO Box 9' WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	var heldID string
+	waitUntil(t, 30*time.Second, "the held change", s, func() bool {
+		_, held := call(t, http.MethodGet, base+"/change-events/?status=held", "")
+		items, _ := held["items"].([]any)
+		if len(items) != 1 {
+			return false
+		}
+		heldID, _ = items[0].(map[string]any)["id"].(string)
+		return true
+	})
+	status, decided := call(t, http.MethodPost, base+"/sync-manual/",
+		fmt.Sprintf(`{"change_id": %q, "action": "approve", "reason": "checked"}`, heldID))
+	if status != http.StatusOK {
+		t.Fatalf("POST /sync-manual/: status %d, body %v", status, decided)
+	}
+	if err := dst.QueryRow(context.Background(), "SELECT address FROM customers WHERE id = 2").Scan(&address); err != nil {
+		t.Fatal(err)
+	}
+	if address != "PO Box 9" {
+		t.Errorf("target address after the approval = %q, want PO Box 9", address)
+	}
+	for _, path := range []string{"/healthz", "/openapi.json"} {
+		if status, _ := call(t, http.MethodGet, base+path, ""); status != http.StatusOK {
+			t.Errorf("GET %s: status %d", path, status)
+		}
+	}
+	metricsResp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body2, _ := io.ReadAll(metricsResp.Body)
+	_ = metricsResp.Body.Close()
+	if !strings.Contains(string(body2), `changesync_changes_total{pipeline="api_e2e",status="held",table="public.customers"} 1`) {
+		t.Errorf("/metrics lacks the held change:\n%s", body2)
 	}
 	if err := s.stop(t, syscall.SIGTERM); err != nil {
 		t.Errorf("sidecar exit after SIGTERM: %v; log:\n%s", err, tail(s.log.String(), 4000))
