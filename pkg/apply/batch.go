@@ -95,14 +95,16 @@ func (b *Batch) Apply(ctx context.Context, ev *change.Event) (Result, error) {
 		return res, nil
 	}
 
-	switch ev.Op {
-	case change.OpInsert:
+	switch {
+	case p.keyless && ev.Op != change.OpTruncate:
+		err = b.applyKeyless(p, ev, &res)
+	case ev.Op == change.OpInsert:
 		err = b.insert(ctx, p, ev, &res)
-	case change.OpUpdate:
+	case ev.Op == change.OpUpdate:
 		err = b.update(ctx, p, ev, &res)
-	case change.OpDelete:
+	case ev.Op == change.OpDelete:
 		err = b.delete(ctx, p, ev, &res)
-	case change.OpTruncate:
+	case ev.Op == change.OpTruncate:
 		err = b.truncate(p, ev, &res)
 	default:
 		res.Status, res.Reason = change.StatusFailed, fmt.Sprintf("unknown operation %q", ev.Op)
@@ -516,4 +518,83 @@ func IsTargetRejection(err error) bool {
 // again are read again, under the locks the transaction already holds.
 func (b *Batch) ForgetRows() {
 	clear(b.rows)
+}
+
+// applyKeyless applies a change of a table without any key. An INSERT adds a row; an
+// UPDATE or a DELETE changes one row whose mapped columns all equal the old values, as
+// text, so of identical rows exactly one is changed per source change. Nothing is read
+// ahead, and a change that matches no row changes nothing.
+func (b *Batch) applyKeyless(p *plan, ev *change.Event, res *Result) error {
+	table := p.target.Name.Sanitize()
+	if ev.Op == change.OpInsert {
+		var cols []string
+		var vals []change.Value
+		diff := newDiff()
+		for _, c := range p.cols {
+			if v := ev.New[c.source]; v.Known() {
+				cols = append(cols, pgx.Identifier{c.target.Name}.Sanitize())
+				vals = append(vals, v)
+				diff.add(c.target.Name, change.NullValue(), v)
+			}
+		}
+		b.queue("INSERT INTO "+table+" ("+strings.Join(cols, ", ")+") VALUES ("+
+			placeholders(1, len(vals))+")", params(vals), 1, "insert into "+p.target.Name.String())
+		res.Status, res.Diff, res.Op = change.StatusSynced, diff.bytes(), change.OpInsert
+		return nil
+	}
+
+	old, err := p.keyValues(ev.Old)
+	if err != nil {
+		return &invalidChangeError{err}
+	}
+	one := func(first int) string {
+		var match strings.Builder
+		for j, c := range p.keyCol {
+			if j > 0 {
+				match.WriteString(" AND ")
+			}
+			match.WriteString(pgx.Identifier{c.Name}.Sanitize())
+			fmt.Fprintf(&match, "::text IS NOT DISTINCT FROM $%d", first+j)
+		}
+		return "ctid = (SELECT ctid FROM " + table + " WHERE " + match.String() + " LIMIT 1 FOR UPDATE)"
+	}
+
+	diff := newDiff()
+	if ev.Op == change.OpDelete {
+		for j, c := range p.keyCol {
+			diff.add(c.Name, old[j], change.NullValue())
+		}
+		b.queue("DELETE FROM "+table+" WHERE "+one(1), params(old), -1, "delete from "+p.target.Name.String())
+		res.Status, res.Diff = change.StatusSynced, diff.bytes()
+		return nil
+	}
+
+	newTuple := fillUnchanged(ev.New, ev.Old)
+	var sets []string
+	var vals []change.Value
+	for j, c := range p.cols {
+		v := newTuple[c.source]
+		if !v.Known() || sameValue(v, old[j]) {
+			continue
+		}
+		vals = append(vals, v)
+		sets = append(sets, fmt.Sprintf("%s = $%d", pgx.Identifier{c.target.Name}.Sanitize(), len(vals)))
+		diff.add(c.target.Name, old[j], v)
+	}
+	res.Status = change.StatusSynced
+	if len(sets) == 0 {
+		return nil
+	}
+	b.queue("UPDATE "+table+" SET "+strings.Join(sets, ", ")+" WHERE "+one(len(vals)+1),
+		params(append(vals, old...)), -1, "update "+p.target.Name.String())
+	res.Diff = diff.bytes()
+	return nil
+}
+
+// sameValue reports whether two known values are equal: both NULL, or the same text.
+func sameValue(a, b change.Value) bool {
+	if a.Kind == change.Null || b.Kind == change.Null {
+		return a.Kind == b.Kind
+	}
+	return a.Text == b.Text
 }

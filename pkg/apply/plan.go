@@ -28,6 +28,9 @@ type plan struct {
 	// ignored lists source columns the target does not have; they are not written.
 	ignored    []string
 	ignoredPos []int // their relation positions
+	// keyless is set for a REPLICA IDENTITY FULL table without any key: key then lists
+	// every mapped column, and rows are found by all their values.
+	keyless bool
 }
 
 // newPlan maps a relation onto its target table.
@@ -89,11 +92,12 @@ func (p *plan) resolveKey() error {
 		// columns fill.
 		p.key = p.targetUniqueKey()
 		if p.key == nil {
-			// TODO: match rows of REPLICA IDENTITY FULL tables without a key by all their
-			// columns, changing exactly one row per source change.
-			return fmt.Errorf("table %s uses REPLICA IDENTITY FULL and target %s has no primary "+
-				"or unique key that its columns fill, which is not supported yet: add a primary key "+
-				"or set tables[].key", p.rel.Table, p.target.Name)
+			// Without any key, a row is matched by all its mapped columns, and a change
+			// touches one of the identical rows it matches.
+			p.keyless = true
+			for _, c := range p.cols {
+				p.key = append(p.key, c.source)
+			}
 		}
 	}
 

@@ -64,8 +64,8 @@ func (b *Batch) Prefetch(ctx context.Context, events []change.Event) error {
 			continue
 		}
 		p, err := b.a.plan(ev.Relation)
-		if err != nil {
-			continue // Apply reports it
+		if err != nil || p.keyless {
+			continue // Apply reports the error; keyless rows are not read ahead
 		}
 		if ev.Old != nil {
 			add(p, ev.Old)

@@ -263,3 +263,19 @@ func TestSyncSurvivesDroppedConnections(t *testing.T) {
 	e.wantRows(`SELECT count(*), count(DISTINCT (source_lsn, seq)) FROM changesync.change_events
 		WHERE table_name = 'public.c'`, "170 | 170")
 }
+
+func TestSyncFullIdentityWithoutKey(t *testing.T) {
+	ddl := `CREATE TABLE log (who text, what text, n int, doc json);
+		ALTER TABLE log REPLICA IDENTITY FULL`
+	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "log")}}})
+	e.exec(`INSERT INTO log VALUES ('a', 'x', 1, '{"k": 1}'), ('a', 'x', 1, '{"k": 1}'), ('a', 'x', 1, '{"k": 1}'),
+		(NULL, 'y', NULL, NULL), (NULL, 'y', NULL, NULL)`)
+	e.sync()
+	// Each statement changes one of several identical rows; ctid picks which one.
+	e.exec(`UPDATE log SET n = 2 WHERE ctid = (SELECT ctid FROM log WHERE who = 'a' LIMIT 1);
+		DELETE FROM log WHERE ctid = (SELECT ctid FROM log WHERE who IS NULL LIMIT 1);
+		UPDATE log SET what = 'z' WHERE ctid = (SELECT ctid FROM log WHERE who IS NULL LIMIT 1)`)
+	e.sync()
+	e.sameRows("SELECT who, what, n, doc::text FROM log ORDER BY who, what, n, doc::text")
+	e.wantRows("SELECT count(*) FROM log", "4")
+}

@@ -259,8 +259,9 @@ func checkIdentity(is *issues, i int, spec *config.Table, t *sourceTable) {
 		// The applier matches rows by the target's primary or unique key, which the
 		// target checks require.
 	case t.identity == "f" && len(spec.Key) == 0:
-		is.fail("has REPLICA IDENTITY FULL and no configured key, which changesync cannot match "+
-			"target rows by", fmt.Sprintf("set tables[%d].key to the columns that identify a row", i))
+		is.warn("has REPLICA IDENTITY FULL and no key, so target rows are matched by all their "+
+			"columns, a change touches one of identical rows, and changes cannot be undone",
+			fmt.Sprintf("set tables[%d].key to the columns that identify a row, if some do", i))
 	case t.identity == "f":
 	case t.identity == "d" && t.primaryKey != nil && t.deferrable:
 		// The constraint of a primary key is named after its index.
