@@ -59,25 +59,32 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx, isolate 
 	if err := p.finish(ctx, dbtx, last, len(fresh), len(rows.events)); err != nil {
 		return err
 	}
-	p.observe(rows.events, start, last)
+	counts := statusCounts{}
+	counts.add(rows.events)
+	p.observe(counts, len(rows.events), start, last)
 	p.written(rows.queued)
 	p.logUnsynced(ctx, &rows)
 	return nil
 }
 
-// observe updates the metrics after a batch committed.
-func (p *Pipeline) observe(events []dbgen.InsertChangeEventsParams, start time.Time, last *change.Tx) {
+// statusCounts counts recorded changes by source table and status, for the metrics.
+type statusCounts map[[2]string]int
+
+func (c statusCounts) add(events []dbgen.InsertChangeEventsParams) {
+	for i := range events {
+		c[[2]string{events[i].TableName, string(events[i].Status)}]++
+	}
+}
+
+// observe updates the metrics after a target transaction of events changes committed.
+func (p *Pipeline) observe(counts statusCounts, events int, start time.Time, last *change.Tx) {
 	if p.metrics == nil {
 		return
-	}
-	counts := map[[2]string]int{}
-	for i := range events {
-		counts[[2]string{events[i].TableName, string(events[i].Status)}]++
 	}
 	for k, n := range counts {
 		p.metrics.Change(k[0], k[1], n)
 	}
-	p.metrics.Batch(len(events), time.Since(start), last.CommitTime)
+	p.metrics.Batch(events, time.Since(start), last.CommitTime)
 }
 
 // fresh returns the transactions of batch above the checkpoint.
@@ -173,7 +180,7 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 	txCount, events, queued := len(parts), 0, 0
 	bulkFromStart := false
 	start := time.Now()
-	statuses := map[[2]string]int{}
+	counts := statusCounts{}
 	for {
 		rows, err := p.write(work, dbtx, b, parts, isolate)
 		if err != nil {
@@ -189,9 +196,7 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 		}
 		events += len(rows.events)
 		queued = max(queued, rows.queued)
-		for i := range rows.events {
-			statuses[[2]string{rows.events[i].TableName, string(rows.events[i].Status)}]++
-		}
+		counts.add(rows.events)
 		for _, i := range rows.unsynced {
 			unsynced.unsynced = append(unsynced.unsynced, len(unsynced.events))
 			unsynced.events = append(unsynced.events, rows.events[i])
@@ -209,10 +214,7 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 	if err := p.finish(work, dbtx, last, txCount, events); err != nil {
 		return p.restart(last, err)
 	}
-	for k, n := range statuses {
-		p.metrics.Change(k[0], k[1], n)
-	}
-	p.metrics.Batch(events, time.Since(start), last.CommitTime)
+	p.observe(counts, events, start, last)
 	p.written(queued)
 	p.logUnsynced(work, &unsynced)
 	return nil
@@ -343,7 +345,8 @@ func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, n
 			rows.unsynced = append(rows.unsynced, len(rows.events)-1)
 		}
 		if res.Diff != nil {
-			rows.logs = append(rows.logs, syncLogRow(ev, res, row, now))
+			rows.logs = append(rows.logs, syncLogRow(ev.ID, row.TableName, row.RowKey,
+				cmp.Or(row.Actor.String, "changesync"), cmp.Or(res.Op, ev.Op), res, now))
 		}
 	}
 	return nil
@@ -421,23 +424,23 @@ func (p *Pipeline) actorOf(tx *change.Tx, ev *change.Event) string {
 	return p.applier.Actor(ev)
 }
 
-func syncLogRow(ev *change.Event, res apply.Result, row dbgen.InsertChangeEventsParams, now time.Time,
+// syncLogRow returns the sync_log row of the write that res describes, for the change
+// changeID of the source table and row. Its id derives from the change, so a replay
+// writes the same row.
+func syncLogRow(changeID uuid.UUID, table, rowKey, performedBy string, op change.Op, res apply.Result,
+	now time.Time,
 ) dbgen.InsertSyncLogParams {
-	performedBy := row.Actor.String
-	if performedBy == "" {
-		performedBy = "changesync"
-	}
 	return dbgen.InsertSyncLogParams{
-		ID:            uuid.NewSHA1(ev.ID, []byte("sync_log")),
-		ChangeEventID: ev.ID,
-		SourceTable:   row.TableName,
+		ID:            uuid.NewSHA1(changeID, []byte("sync_log")),
+		ChangeEventID: changeID,
+		SourceTable:   table,
 		TargetTable:   res.Target.String(),
-		SourceID:      row.RowKey,
+		SourceID:      rowKey,
 		TargetKey:     res.TargetKey,
 		Diff:          res.Diff,
 		SyncedAt:      now,
 		PerformedBy:   performedBy,
-		Op:            dbgen.ChangeType(cmp.Or(res.Op, ev.Op)),
+		Op:            dbgen.ChangeType(op),
 	}
 }
 

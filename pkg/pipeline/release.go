@@ -204,15 +204,8 @@ func (r *releaser) apply(ctx context.Context, c *dbgen.ChangeEvent, ev *change.E
 		out.Failed = append(out.Failed, c.ID)
 	}
 	if res.Diff != nil {
-		performedBy := c.Actor.String
-		if performedBy == "" {
-			performedBy = by
-		}
-		r.logs = append(r.logs, dbgen.InsertSyncLogParams{
-			ID: uuid.NewSHA1(c.ID, []byte("sync_log")), ChangeEventID: c.ID, SourceTable: c.TableName,
-			TargetTable: res.Target.String(), SourceID: c.RowKey, TargetKey: res.TargetKey, Diff: res.Diff,
-			SyncedAt: r.now, PerformedBy: performedBy, Op: dbgen.ChangeType(cmp.Or(res.Op, ev.Op)),
-		})
+		r.logs = append(r.logs, syncLogRow(c.ID, c.TableName, c.RowKey, cmp.Or(c.Actor.String, by),
+			cmp.Or(res.Op, ev.Op), res, r.now))
 	}
 	return nil
 }
