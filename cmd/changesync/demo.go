@@ -329,7 +329,7 @@ func (d *demo) undoStep(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.out, "  HTTP %d %s\n", status, body)
 	if status != http.StatusConflict {
-		return fmt.Errorf("the second undo of the same change answered %d, want 409", status)
+		return fmt.Errorf("the second undo of the same change returned status %d, want 409", status)
 	}
 	return nil
 }
@@ -502,7 +502,7 @@ func (d *demo) stopSidecar() error {
 func (d *demo) cleanup() {
 	if d.sidecar != nil && d.sidecar.Process != nil {
 		_ = d.sidecar.Process.Kill()
-		<-d.exited //nolint:errcheck // killed on purpose, so the exit status says nothing
+		<-d.exited //nolint:errcheck // killed on purpose, so the exit status is meaningless
 	}
 	if d.src != nil {
 		_ = d.src.Close(context.Background())

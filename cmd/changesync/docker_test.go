@@ -30,7 +30,7 @@ type composeFile struct {
 
 // No Docker engine runs where the tests run, so this test checks the files instead:
 // every service and mounted file exists, the sidecar's configuration loads with the
-// compose environment, and the dashboard asks only for metrics changesync has.
+// compose environment, and the dashboard queries only metrics that changesync registers.
 func TestDockerFilesAreConsistent(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(dockerDir, "compose.yaml"))
 	if err != nil {

@@ -497,10 +497,10 @@ func (b *Batch) ApplyIsolated(ctx context.Context, ev *change.Event) (Result, er
 	return failed, nil
 }
 
-// IsTargetRejection reports whether err is the target refusing a change for its data or
-// its schema: an unsupported feature such as a TRUNCATE of a referenced table (SQLSTATE
-// class 0A), a data exception (22), a constraint violation (23) or an error raised by a
-// trigger (P0). Retrying the same change cannot succeed.
+// IsTargetRejection reports whether err is the target rejecting a change for its data or
+// its schema, so that retrying the same change cannot succeed. These are the SQLSTATE
+// classes 0A (an unsupported feature, such as a TRUNCATE of a referenced table), 22 (a
+// data exception), 23 (a constraint violation) and P0 (an error raised by a trigger).
 func IsTargetRejection(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
@@ -520,10 +520,10 @@ func (b *Batch) ForgetRows() {
 	clear(b.rows)
 }
 
-// applyKeyless applies a change of a table without any key. An INSERT adds a row; an
-// UPDATE or a DELETE changes one row whose mapped columns all equal the old values, as
-// text, so of identical rows exactly one is changed per source change. Nothing is read
-// ahead, and a change that matches no row changes nothing.
+// applyKeyless applies a change of a table without any key. An INSERT adds a row. An
+// UPDATE or a DELETE changes one row whose mapped columns all equal the old values as
+// text, so exactly one of identical rows changes per source change.
+// NOTE: a change that matches no row changes nothing and is still recorded as synced.
 func (b *Batch) applyKeyless(p *plan, ev *change.Event, res *Result) error {
 	table := p.target.Name.Sanitize()
 	if ev.Op == change.OpInsert {

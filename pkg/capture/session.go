@@ -223,8 +223,8 @@ func (s *session) sendStatus(ctx context.Context) error {
 }
 
 // advanceIdle confirms the server WAL end of the last keepalive when heartbeats are on,
-// no transaction is open and everything sent is confirmed: the server sent and the
-// pipeline handled everything before that position, so the slot need not retain its WAL.
+// no transaction is open and everything sent is confirmed. The server sent, and the
+// pipeline handled, everything before that position, so the slot need not retain its WAL.
 // This keeps a slot whose tables are quiet from holding back the WAL of busy ones.
 func (s *session) advanceIdle() {
 	if s.r.cfg.Heartbeat <= 0 || s.dec.inTransaction() {

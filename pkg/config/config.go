@@ -109,9 +109,9 @@ type Apply struct {
 	// (default, when the new tuple is complete), "skip" or "fail".
 	OnMissingRow string `yaml:"on_missing_row"`
 	// OnMissingColumn is the action of a change that carries a value of a source column
-	// the target table lacks, such as a column added on the source while streaming:
-	// "hold" (default, a person decides once the target has the column) or "ignore"
-	// (write the other columns).
+	// the target table lacks, such as a column added on the source while streaming.
+	// "hold" (default) waits for a person to decide once the target has the column, and
+	// "ignore" writes the other columns.
 	OnMissingColumn string `yaml:"on_missing_column"`
 }
 
@@ -179,8 +179,8 @@ type Retention struct {
 	// Audit is how long change_events rows are kept, with their sync_log and
 	// undo_requests rows; 0 keeps them forever. Held and blocked changes are kept.
 	Audit time.Duration `yaml:"audit"`
-	// UndoHorizon is how long a synced change stays undoable: it is kept at least this
-	// long, whatever Audit says; default 0.
+	// UndoHorizon is how long a synced change stays undoable, so it is kept at least this
+	// long even when Audit is shorter; default 0.
 	UndoHorizon time.Duration `yaml:"undo_horizon"`
 	// Outbox is how long delivered or failed notifications are kept; 0 keeps them.
 	Outbox time.Duration `yaml:"outbox"`

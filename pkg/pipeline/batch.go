@@ -277,9 +277,9 @@ func (p *Pipeline) restart(tx *change.Tx, err error) error {
 	return fmt.Errorf("%w: %w", errRestart, err)
 }
 
-// logUnsynced logs each change of a committed batch that did not reach the target: a
-// failed or held change at warning level, because the target now differs from the
-// source until someone acts, and a skipped or rejected one at info level.
+// logUnsynced logs each change of a committed batch that did not reach the target. A
+// failed or held change logs at warning level, because the target differs from the
+// source until someone acts. A skipped or rejected one logs at info level.
 func (p *Pipeline) logUnsynced(ctx context.Context, rows *audit) {
 	for _, i := range rows.unsynced {
 		ev := &rows.events[i]

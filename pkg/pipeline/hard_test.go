@@ -10,9 +10,9 @@ import (
 	"github.com/datasense/changesync/pkg/pgtest"
 )
 
-// bigValue is an SQL expression for a text value of about 40 kB that does not compress,
-// so that with STORAGE EXTERNAL it is stored out of line and pgoutput sends it as
-// unchanged when an UPDATE does not touch it.
+// bigValue is an SQL expression for a text value of about 40 kB that does not compress.
+// With STORAGE EXTERNAL it is stored out of line, so pgoutput sends it as unchanged when
+// an UPDATE does not touch it.
 const bigValue = `(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 1200) g)`
 
 func TestSyncUnchangedToast(t *testing.T) {
@@ -186,8 +186,8 @@ func TestSyncSourceColumnsChangeMidStream(t *testing.T) {
 	e := startSync(t, syncSetup{sourceDDL: ddl, specs: []apply.TableSpec{{Source: table("public", "p")}}})
 	e.exec(`INSERT INTO p VALUES (1, 'x', 1)`)
 	e.sync()
-	// Dropping a column shifts the positions of the ones after it; a retyped column
-	// keeps its name; a new column the target lacks is not written.
+	// Dropping a column shifts the positions of the ones after it, and a retyped column
+	// keeps its name. A new column the target lacks is not written.
 	e.execOn(e.dst, `ALTER TABLE p ALTER COLUMN b TYPE bigint`)
 	e.exec(`ALTER TABLE p DROP COLUMN a; UPDATE p SET b = 2 WHERE id = 1;
 		ALTER TABLE p ALTER COLUMN b TYPE bigint; UPDATE p SET b = 3000000000 WHERE id = 1`)

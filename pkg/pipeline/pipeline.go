@@ -244,6 +244,6 @@ func (p *Pipeline) commitWithRetry(ctx, group context.Context, batch []*change.T
 // errPermanent marks batch errors that a retry cannot fix.
 var errPermanent = errors.New("permanent")
 
-// errRestart asks Run to start the stream again from the checkpoint, because what failed
+// errRestart makes Run start the stream again from the checkpoint, because the failure
 // cannot be retried from memory: the parts of a large transaction are consumed.
 var errRestart = errors.New("the stream must restart from the checkpoint")
