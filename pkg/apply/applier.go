@@ -18,7 +18,7 @@ import (
 const (
 	ExistingRowUpdate = "update" // apply the INSERT as a delta to the existing row
 	ExistingRowFail   = "fail"   // record the change as failed and write nothing
-	MissingRowInsert  = "insert" // insert the row when the new tuple is complete
+	MissingRowInsert  = "insert" // insert the row when the new tuple is complete and the table has a key
 	MissingRowSkip    = "skip"   // record the change as skipped and write nothing
 	MissingRowFail    = "fail"   // record the change as failed and write nothing
 

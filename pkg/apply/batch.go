@@ -97,7 +97,7 @@ func (b *Batch) Apply(ctx context.Context, ev *change.Event) (Result, error) {
 
 	switch {
 	case p.keyless && ev.Op != change.OpTruncate:
-		err = b.applyKeyless(p, ev, &res)
+		err = b.applyKeyless(ctx, p, ev, &res)
 	case ev.Op == change.OpInsert:
 		err = b.insert(ctx, p, ev, &res)
 	case ev.Op == change.OpUpdate:
@@ -522,9 +522,9 @@ func (b *Batch) ForgetRows() {
 
 // applyKeyless applies a change of a table without any key. An INSERT adds a row. An
 // UPDATE or a DELETE changes one row whose mapped columns all equal the old values as
-// text, so exactly one of identical rows changes per source change.
-// NOTE: a change that matches no row changes nothing and is still recorded as synced.
-func (b *Batch) applyKeyless(p *plan, ev *change.Event, res *Result) error {
+// text, so exactly one of identical rows changes per source change. An UPDATE or DELETE
+// is sent at once, because the row count it affects is the only sign that the row exists.
+func (b *Batch) applyKeyless(ctx context.Context, p *plan, ev *change.Event, res *Result) error {
 	table := p.target.Name.Sanitize()
 	if ev.Op == change.OpInsert {
 		var cols []string
@@ -547,7 +547,7 @@ func (b *Batch) applyKeyless(p *plan, ev *change.Event, res *Result) error {
 	if err != nil {
 		return &invalidChangeError{err}
 	}
-	one := func(first int) string {
+	match := func(first int) string {
 		var match strings.Builder
 		for j, c := range p.keyCol {
 			if j > 0 {
@@ -556,39 +556,100 @@ func (b *Batch) applyKeyless(p *plan, ev *change.Event, res *Result) error {
 			match.WriteString(pgx.Identifier{c.Name}.Sanitize())
 			fmt.Fprintf(&match, "::text IS NOT DISTINCT FROM $%d", first+j)
 		}
-		return "ctid = (SELECT ctid FROM " + table + " WHERE " + match.String() + " LIMIT 1 FOR UPDATE)"
+		return match.String()
+	}
+	one := func(first int) string {
+		return "ctid = (SELECT ctid FROM " + table + " WHERE " + match(first) + " LIMIT 1 FOR UPDATE)"
 	}
 
 	diff := newDiff()
+	var sql, what string
+	var args [][]byte
 	if ev.Op == change.OpDelete {
 		for j, c := range p.keyCol {
 			diff.add(c.Name, old[j], change.NullValue())
 		}
-		b.queue("DELETE FROM "+table+" WHERE "+one(1), params(old), -1, "delete from "+p.target.Name.String())
-		res.Status, res.Diff = change.StatusSynced, diff.bytes()
-		return nil
+		sql, args = "DELETE FROM "+table+" WHERE "+one(1), params(old)
+		what = "delete from " + p.target.Name.String()
+	} else {
+		newTuple := fillUnchanged(ev.New, ev.Old)
+		var sets []string
+		var vals []change.Value
+		for j, c := range p.cols {
+			v := newTuple[c.source]
+			if !v.Known() || sameValue(v, old[j]) {
+				continue
+			}
+			vals = append(vals, v)
+			sets = append(sets, fmt.Sprintf("%s = $%d", pgx.Identifier{c.target.Name}.Sanitize(), len(vals)))
+			diff.add(c.target.Name, old[j], v)
+		}
+		if len(sets) == 0 {
+			// Nothing to write, but a missing row is still reported.
+			sql, args = "SELECT 1 FROM "+table+" WHERE "+match(1)+" LIMIT 1 FOR UPDATE", params(old)
+			what = "lock a row of " + p.target.Name.String()
+		} else {
+			sql, args = "UPDATE "+table+" SET "+strings.Join(sets, ", ")+" WHERE "+one(len(vals)+1),
+				params(append(vals, old...))
+			what = "update " + p.target.Name.String()
+		}
 	}
 
-	newTuple := fillUnchanged(ev.New, ev.Old)
-	var sets []string
-	var vals []change.Value
-	for j, c := range p.cols {
-		v := newTuple[c.source]
-		if !v.Known() || sameValue(v, old[j]) {
-			continue
-		}
-		vals = append(vals, v)
-		sets = append(sets, fmt.Sprintf("%s = $%d", pgx.Identifier{c.target.Name}.Sanitize(), len(vals)))
-		diff.add(c.target.Name, old[j], v)
+	n, err := b.execNow(ctx, sql, args, what)
+	if err != nil {
+		return err
 	}
-	res.Status = change.StatusSynced
-	if len(sets) == 0 {
+	if n == 0 {
+		b.keylessRowMissing(p, ev, res)
 		return nil
 	}
-	b.queue("UPDATE "+table+" SET "+strings.Join(sets, ", ")+" WHERE "+one(len(vals)+1),
-		params(append(vals, old...)), -1, "update "+p.target.Name.String())
-	res.Diff = diff.bytes()
+	res.Status, res.Diff = change.StatusSynced, diff.bytes()
 	return nil
+}
+
+// keylessRowMissing records an UPDATE or DELETE of a table without any key that matched no
+// target row. Without a key, a row deleted on the target and a row whose values differ
+// there look the same. So an UPDATE never inserts its row, because a differing row would
+// then be duplicated. The change is skipped under on_missing_row: skip and failed otherwise.
+func (b *Batch) keylessRowMissing(p *plan, ev *change.Event, res *Result) {
+	policy := b.a.policy.OnMissingRow
+	res.Status = change.StatusFailed
+	if policy == MissingRowSkip {
+		res.Status = change.StatusSkipped
+	}
+	notInserted := ""
+	if ev.Op == change.OpUpdate {
+		notInserted = ", so no row is inserted in its place"
+	}
+	res.Reason = fmt.Sprintf("%s found no row of target table %s whose mapped columns all equal "+
+		"the change's old values (on_missing_row: %s), so nothing was written. The row is missing "+
+		"on the target or differs there, and without a key changesync cannot tell which%s. "+
+		"Compare the target table with the source and fix the row by hand.",
+		strings.ToUpper(string(ev.Op)), p.target.Name, policy, notInserted)
+}
+
+// execNow flushes the queued writes, then executes sql and returns the number of rows it
+// affected.
+func (b *Batch) execNow(ctx context.Context, sql string, args [][]byte, what string) (int64, error) {
+	if err := b.Flush(ctx); err != nil {
+		return 0, err
+	}
+	name, err := b.prepare(ctx, sql)
+	if err != nil {
+		return 0, fmt.Errorf("%s: prepare: %w", what, err)
+	}
+	conn := b.tx.Conn().PgConn()
+	var rr *pgconn.ResultReader
+	if name == "" {
+		rr = conn.ExecParams(ctx, sql, args, nil, nil, nil)
+	} else {
+		rr = conn.ExecPrepared(ctx, name, args, nil, nil)
+	}
+	tag, err := rr.Close()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // sameValue reports whether two known values are equal: both NULL, or the same text.

@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"testing"
@@ -278,4 +279,73 @@ func TestSyncFullIdentityWithoutKey(t *testing.T) {
 	e.sync()
 	e.sameRows("SELECT who, what, n, doc::text FROM log ORDER BY who, what, n, doc::text")
 	e.wantRows("SELECT count(*) FROM log", "4")
+}
+
+func TestSyncKeylessRowMissingOnTarget(t *testing.T) {
+	const reason = "%s found no row of target table public.log whose mapped columns all equal the change's " +
+		"old values (on_missing_row: %s), so nothing was written. The row is missing on the target or " +
+		"differs there, and without a key changesync cannot tell which%s. Compare the target table " +
+		"with the source and fix the row by hand."
+	const notInserted = ", so no row is inserted in its place"
+	tests := []struct {
+		policy string // apply.on_missing_row, where "" keeps the default, insert
+		status string
+	}{
+		{"", "failed"},
+		{apply.MissingRowFail, "failed"},
+		{apply.MissingRowSkip, "skipped"},
+	}
+	for _, tt := range tests {
+		policy := cmp.Or(tt.policy, apply.MissingRowInsert)
+		t.Run(policy, func(t *testing.T) {
+			ddl := `CREATE TABLE log (who text, what text, n int);
+				ALTER TABLE log REPLICA IDENTITY FULL`
+			e := startSync(t, syncSetup{
+				sourceDDL: ddl, policy: apply.Policy{OnMissingRow: tt.policy},
+				specs: []apply.TableSpec{{Source: table("public", "log")}},
+			})
+			e.exec(`INSERT INTO log VALUES ('a', 'x', 1), ('b', 'y', 2), ('d', 'w', 4), ('d', 'w', 4)`)
+			e.sync()
+
+			// Behind changesync's back, the target loses row a and one of the two rows d.
+			e.execOn(e.dst, `DELETE FROM log WHERE who = 'a';
+				DELETE FROM log WHERE ctid = (SELECT ctid FROM log WHERE who = 'd' LIMIT 1)`)
+			// The first UPDATE changes no value, so it has nothing to write but still finds
+			// no row. Of the two DELETEs of d, the second finds no row. Row e is inserted
+			// and updated in one transaction, and row b changes afterwards. The changes of e
+			// and b are synced.
+			e.exec(`UPDATE log SET n = n WHERE who = 'a';
+				UPDATE log SET n = 10 WHERE who = 'a';
+				DELETE FROM log WHERE who = 'a';
+				DELETE FROM log WHERE who = 'd';
+				BEGIN;
+				INSERT INTO log VALUES ('e', 'v', 5);
+				UPDATE log SET n = 50 WHERE who = 'e';
+				COMMIT;
+				UPDATE log SET n = 20 WHERE who = 'b'`)
+			e.sync()
+
+			e.wantRows("SELECT who, what, n FROM log ORDER BY who, what, n", "b | y | 20", "e | v | 50")
+			e.wantRows(`SELECT change_type, status FROM changesync.change_events
+				WHERE table_name = 'public.log' AND change_type <> 'insert' ORDER BY source_lsn, seq`,
+				"update | "+tt.status, "update | "+tt.status, "delete | "+tt.status,
+				"delete | synced", "delete | "+tt.status, "update | synced", "update | synced")
+
+			// A failed change has its reason in error, a skipped one in decision_reason.
+			audit := func(op, suffix string) string {
+				text := fmt.Sprintf(reason, op, policy, suffix)
+				if tt.status == "skipped" {
+					return "∅ | " + text + " | changesync:apply"
+				}
+				return text + " | no validation rules configured | changesync:default"
+			}
+			e.wantRows(`SELECT error, decision_reason, decided_by FROM changesync.change_events
+				WHERE table_name = 'public.log' AND status <> 'synced' ORDER BY source_lsn, seq`,
+				audit("UPDATE", notInserted), audit("UPDATE", notInserted), audit("DELETE", ""),
+				audit("DELETE", ""))
+			e.wantRows(`SELECT count(*) FROM changesync.sync_log l
+				JOIN changesync.change_events c ON c.id = l.change_event_id
+				WHERE c.table_name = 'public.log' AND c.status <> 'synced'`, "0")
+		})
+	}
 }
