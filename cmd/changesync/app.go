@@ -51,12 +51,14 @@ func (a *app) sourceTables() []change.TableName {
 
 func (a *app) reader() (*capture.Reader, error) {
 	return capture.New(capture.Config{
-		URL:            a.cfg.Source.URL,
-		Publication:    a.cfg.Source.Publication,
-		Slot:           a.cfg.Source.Slot,
-		Tables:         a.sourceTables(),
-		StatusInterval: a.cfg.Source.StatusInterval,
-		Heartbeat:      a.cfg.Source.Heartbeat,
+		URL:              a.cfg.Source.URL,
+		Publication:      a.cfg.Source.Publication,
+		Slot:             a.cfg.Source.Slot,
+		Tables:           a.sourceTables(),
+		StatusInterval:   a.cfg.Source.StatusInterval,
+		Heartbeat:        a.cfg.Source.Heartbeat,
+		DisableStreaming: !a.cfg.Source.Streaming,
+		SpillDir:         a.cfg.Source.SpillDir,
 	}, capture.WithLogger(a.log))
 }
 

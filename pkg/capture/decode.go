@@ -37,8 +37,16 @@ type decoder struct {
 	// partEvents is the number of events after which an open transaction is handed on
 	// as a part, so that a large transaction never sits in memory whole; 0 never cuts.
 	partEvents int
-	log        *slog.Logger
-	malformed  *atomic.Int64 // count of malformed context messages, shared across sessions
+	// spillDir is where streamed transactions are kept until they end; empty means the
+	// system's temporary directory.
+	spillDir string
+	streams  map[uint32]*spill // streamed transactions by xid, until commit or abort
+	stream   *spill            // the transaction between StreamStart and StreamStop
+	// resume, when set, is the commit LSN below which a streamed transaction was
+	// delivered before, so its spill file is dropped unread.
+	resume    *change.LSN
+	log       *slog.Logger
+	malformed *atomic.Int64 // count of malformed context messages, shared across sessions
 }
 
 func newDecoder(slot string, tables map[change.TableName]bool, types *typeNames,
@@ -49,22 +57,59 @@ func newDecoder(slot string, tables map[change.TableName]bool, types *typeNames,
 		relations: map[uint32]*change.Relation{},
 		types:     types,
 		tables:    tables,
+		streams:   map[uint32]*spill{},
 		log:       log,
 		malformed: malformed,
 	}
 }
 
-// inTransaction reports whether a Begin came without its Commit yet.
-func (d *decoder) inTransaction() bool { return d.tx != nil }
+// inTransaction reports whether a Begin came without its Commit yet, or a StreamStart
+// without its StreamStop.
+func (d *decoder) inTransaction() bool { return d.tx != nil || d.stream != nil }
 
-// decode decodes one pgoutput message. It returns the transaction that a Commit ends,
-// and nil for every other message.
-func (d *decoder) decode(ctx context.Context, data []byte) (*change.Tx, error) {
-	msg, err := parseMessage(data)
+// close frees the spill files of streamed transactions that did not end. The server
+// streams them again from their start on the next connection.
+func (d *decoder) close() {
+	for xid, sp := range d.streams {
+		sp.close()
+		delete(d.streams, xid)
+	}
+	d.stream = nil
+}
+
+// decode decodes one pgoutput message and passes each transaction, or part of one, that
+// the message completes to emit. A StreamCommit can complete many parts.
+func (d *decoder) decode(ctx context.Context, data []byte, emit func(*change.Tx) error) error {
+	if d.stream != nil && len(data) > 0 && data[0] != byte(pglogrepl.MessageTypeStreamStop) {
+		return d.stream.write(data)
+	}
+	msg, err := parseMessage(data, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 
+	switch m := msg.(type) {
+	case *pglogrepl.StreamStartMessageV2:
+		return d.streamStart(m)
+	case *pglogrepl.StreamStopMessageV2:
+		return d.streamStop()
+	case *pglogrepl.StreamAbortMessageV2:
+		d.streamAbort(m)
+		return nil
+	case *pglogrepl.StreamCommitMessageV2:
+		return d.streamCommit(ctx, m, emit)
+	}
+	tx, err := d.handle(ctx, msg)
+	if err != nil || tx == nil {
+		return err
+	}
+	return emit(tx)
+}
+
+// handle handles a message of a transaction, or one that may come between
+// transactions. It returns the transaction that a Commit ends, or a part that an event
+// completes, and nil for every other message.
+func (d *decoder) handle(ctx context.Context, msg pglogrepl.Message) (*change.Tx, error) {
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
 		return nil, d.begin(m)
@@ -86,7 +131,7 @@ func (d *decoder) decode(ctx context.Context, data []byte) (*change.Tx, error) {
 		d.message(&m.LogicalDecodingMessage)
 	}
 	// Origin messages name the origin of a replicated transaction, which changesync does
-	// not track. Stream messages belong to protocol version 2, which is not requested.
+	// not track.
 	return nil, nil
 }
 

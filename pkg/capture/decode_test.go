@@ -97,15 +97,25 @@ func feed(t *testing.T, d *decoder, msgs ...[]byte) []*change.Tx {
 	t.Helper()
 	var txs []*change.Tx
 	for i, m := range msgs {
-		tx, err := d.decode(context.Background(), m)
+		err := d.decode(context.Background(), m, func(tx *change.Tx) error {
+			txs = append(txs, tx)
+			return nil
+		})
 		if err != nil {
 			t.Fatalf("message %d (%c): %v", i, m[0], err)
 		}
-		if tx != nil {
-			txs = append(txs, tx)
-		}
 	}
 	return txs
+}
+
+// decodeOne decodes one message and returns the last transaction or part it completed.
+func decodeOne(d *decoder, m []byte) (*change.Tx, error) {
+	var last *change.Tx
+	err := d.decode(context.Background(), m, func(tx *change.Tx) error {
+		last = tx
+		return nil
+	})
+	return last, err
 }
 
 func TestDecodeTransaction(t *testing.T) {
@@ -293,7 +303,7 @@ func TestDecodeErrors(t *testing.T) {
 			d, _ := testDecoder()
 			var err error
 			for _, m := range tt.msgs {
-				if _, err = d.decode(context.Background(), m); err != nil {
+				if _, err = decodeOne(d, m); err != nil {
 					break
 				}
 			}
@@ -307,7 +317,7 @@ func TestDecodeErrors(t *testing.T) {
 func TestDecodeBinaryWrapsSentinel(t *testing.T) {
 	d, _ := testDecoder()
 	feed(t, d, relationMsg(9, "t", 'd', "v"), beginMsg(1, 1))
-	_, err := d.decode(context.Background(), insertMsg(9, "t:1", "b:xx"))
+	_, err := decodeOne(d, insertMsg(9, "t:1", "b:xx"))
 	if !errors.Is(err, errBinaryValue) {
 		t.Errorf("error = %v, want errBinaryValue", err)
 	}
@@ -368,15 +378,15 @@ func FuzzDecode(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, _ := testDecoder()
-		ctx := context.Background()
-		if _, err := d.decode(ctx, relationMsg(16384, "t", 'd', "name")); err != nil {
+		defer d.close()
+		if _, err := decodeOne(d, relationMsg(16384, "t", 'd', "name")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.decode(ctx, beginMsg(0x200, 7)); err != nil {
+		if _, err := decodeOne(d, beginMsg(0x200, 7)); err != nil {
 			t.Fatal(err)
 		}
 
-		tx, err := d.decode(ctx, data)
+		tx, err := decodeOne(d, data)
 		if err != nil && tx != nil {
 			t.Error("decode returned a transaction and an error")
 		}

@@ -48,6 +48,13 @@ type Config struct {
 	// Default 500, so that the pipeline's queue of 256 holds at most 128,000 events of one
 	// transaction; negative sends every transaction whole.
 	PartEvents int
+	// DisableStreaming keeps pgoutput protocol version 1, under which the server holds a
+	// large transaction until it commits. By default a server of version 14 or later
+	// sends it while in progress, and the Reader keeps it in a spill file until it ends.
+	DisableStreaming bool
+	// SpillDir is the directory of the spill files; empty means the system's temporary
+	// directory. A spill file is unlinked when created, so nothing remains after a crash.
+	SpillDir string
 }
 
 // Option sets an optional part of a Reader.

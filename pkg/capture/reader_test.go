@@ -94,10 +94,19 @@ func TestPluginArgsQuotePublication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(r.pluginArgs(), ", ")
+	got := strings.Join(r.pluginArgs(13), ", ")
 	want := `proto_version '1', publication_names '"it''s ""odd"""', messages 'true'`
 	if got != want {
-		t.Errorf("plugin args = %s, want %s", got, want)
+		t.Errorf("plugin args for version 13 = %s, want %s", got, want)
+	}
+	got = strings.Join(r.pluginArgs(15), ", ")
+	want = `proto_version '2', streaming 'on', publication_names '"it''s ""odd"""', messages 'true'`
+	if got != want {
+		t.Errorf("plugin args for version 15 = %s, want %s", got, want)
+	}
+	r.cfg.DisableStreaming = true
+	if got := strings.Join(r.pluginArgs(15), ", "); !strings.HasPrefix(got, "proto_version '1',") {
+		t.Errorf("plugin args with streaming disabled = %s, want protocol version 1", got)
 	}
 }
 

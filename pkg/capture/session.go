@@ -41,6 +41,8 @@ func newSession(r *Reader, repl *pgconn.PgConn, aux *pgx.Conn, resume *change.LS
 	types := newTypeNames(catalogTypeName(aux))
 	dec := newDecoder(r.cfg.Slot, r.tables, types, r.log, &r.malformedContext)
 	dec.partEvents = r.cfg.PartEvents
+	dec.spillDir = r.cfg.SpillDir
+	dec.resume = resume
 	return &session{
 		r:             r,
 		repl:          repl,
@@ -159,19 +161,17 @@ func (s *session) handleKeepalive(ctx context.Context, data []byte) error {
 
 func (s *session) handleXLogData(ctx context.Context, xld pglogrepl.XLogData) error {
 	wasOpen := s.dec.inTransaction()
-	tx, err := s.dec.decode(ctx, xld.WALData)
-	if err != nil {
-		return fmt.Errorf("stream from slot %s at %s: %w", s.r.cfg.Slot, change.LSN(xld.WALStart), err)
-	}
+	err := s.dec.decode(ctx, xld.WALData, func(tx *change.Tx) error {
+		storeMax(&s.r.received, uint64(tx.EndLSN))
+		return s.deliver(ctx, tx)
+	})
 	if wasOpen || s.dec.inTransaction() {
 		s.lastData = time.Now()
 	}
-	if tx == nil {
-		return nil
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("stream from slot %s at %s: %w", s.r.cfg.Slot, change.LSN(xld.WALStart), err)
 	}
-
-	storeMax(&s.r.received, uint64(tx.EndLSN))
-	return s.deliver(ctx, tx)
+	return err
 }
 
 // deliver sends a transaction to out unless it was sent or applied before. While out is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -108,6 +109,7 @@ func (r *Reader) runSession(ctx context.Context, resume *change.LSN, out chan<- 
 		return false, err
 	}
 	s := newSession(r, repl, aux, resume, out)
+	defer s.dec.close()
 	r.connected.Store(true)
 	err = s.run(ctx)
 	r.connected.Store(false)
@@ -121,7 +123,7 @@ func (r *Reader) startReplication(ctx context.Context, repl *pgconn.PgConn, aux 
 ) error {
 	opts := pglogrepl.StartReplicationOptions{
 		Mode:       pglogrepl.LogicalReplication,
-		PluginArgs: r.pluginArgs(),
+		PluginArgs: r.pluginArgs(serverMajor(repl)),
 	}
 	err := pglogrepl.StartReplication(ctx, repl, r.cfg.Slot, pglogrepl.LSN(start), opts)
 	if err != nil {
@@ -132,17 +134,42 @@ func (r *Reader) startReplication(ctx context.Context, repl *pgconn.PgConn, aux 
 	return nil
 }
 
-// pluginArgs are the pgoutput options.
-//
-// TODO: request proto_version '2' with streaming 'on', so that large transactions arrive
-// before they commit. The decoder then has to buffer events per xid until StreamCommit,
-// drop the buffer on StreamAbort, and pass inStream to pglogrepl.ParseV2.
-func (r *Reader) pluginArgs() []string {
-	return []string{
-		"proto_version '1'",
-		"publication_names " + r.quotedPublication(),
-		"messages 'true'",
+// streamingMinVersion is the first PostgreSQL major version whose pgoutput streams
+// transactions in progress.
+const streamingMinVersion = 14
+
+// pluginArgs are the pgoutput options for a server of the given major version. Protocol
+// version 2 with streaming on sends a transaction that outgrows the server's
+// logical_decoding_work_mem while it is in progress, so the server keeps it neither in
+// memory nor in its own spill files.
+func (r *Reader) pluginArgs(serverMajor int) []string {
+	args := []string{"proto_version '1'"}
+	if r.streaming(serverMajor) {
+		args = []string{"proto_version '2'", "streaming 'on'"}
 	}
+	return append(args, "publication_names "+r.quotedPublication(), "messages 'true'")
+}
+
+// streaming reports whether transactions in progress are streamed from a server of the
+// given major version.
+func (r *Reader) streaming(serverMajor int) bool {
+	return !r.cfg.DisableStreaming && serverMajor >= streamingMinVersion
+}
+
+// serverMajor returns the major version of the server conn is connected to, from the
+// server_version it reports at startup, such as "15.4 (Debian 15.4-1)". It returns 0
+// when the version cannot be read.
+func serverMajor(conn *pgconn.PgConn) int {
+	v := conn.ParameterStatus("server_version")
+	end := strings.IndexFunc(v, func(c rune) bool { return c < '0' || c > '9' })
+	if end < 0 {
+		end = len(v)
+	}
+	major, err := strconv.Atoi(v[:end])
+	if err != nil {
+		return 0
+	}
+	return major
 }
 
 // explain returns a PermanentError instead of err when the slot or the publication is

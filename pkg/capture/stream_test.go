@@ -2,6 +2,7 @@ package capture
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -438,5 +439,148 @@ func TestStreamLargeTransactionInParts(t *testing.T) {
 	}
 	if seq != 7 {
 		t.Errorf("events = %d, want 7", seq)
+	}
+}
+
+// streamingURL lowers logical_decoding_work_mem to its minimum for the replication
+// connection, so that the server streams every transaction above 64kB in progress.
+func streamingURL(url string) string {
+	return url + "&options=-c%20logical_decoding_work_mem%3D64kB"
+}
+
+// streamCount returns how many times the server streamed part of a transaction in
+// progress through the fixture's slot.
+func (f *fixture) streamCount() int64 {
+	f.t.Helper()
+	var n int64
+	err := f.conn.QueryRow(f.ctx(), `SELECT coalesce(max(stream_count), 0)
+		FROM pg_stat_replication_slots WHERE slot_name = $1`, f.cfg.Slot).Scan(&n)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+// openTx runs sql in a transaction on a connection of its own and leaves the transaction
+// open until the test runs the returned function with COMMIT or ROLLBACK.
+func (f *fixture) openTx(sql string) func(end string) {
+	f.t.Helper()
+	conn := connect(f.t, f.url)
+	if _, err := conn.PgConn().Exec(f.ctx(), "BEGIN;"+sql).ReadAll(); err != nil {
+		f.t.Fatalf("exec %q: %v", sql, err)
+	}
+	return func(end string) {
+		f.t.Helper()
+		if _, err := conn.Exec(f.ctx(), end); err != nil {
+			f.t.Fatalf("%s: %v", end, err)
+		}
+	}
+}
+
+// collect receives the parts of the next transaction with events and returns them in
+// one Tx, checking that the parts follow each other without a gap or a repeat.
+func (s *stream) collect() *change.Tx {
+	s.t.Helper()
+	whole := s.next()
+	whole.Events = slices.Clone(whole.Events)
+	for part := whole; part.More; {
+		part = s.nextAny()
+		if part.CommitLSN != whole.CommitLSN || part.FirstSeq != len(whole.Events) {
+			s.t.Fatalf("part of %s at change %d after %d changes of %s", part.CommitLSN,
+				part.FirstSeq, len(whole.Events), whole.CommitLSN)
+		}
+		whole.Events = append(whole.Events, part.Events...)
+		whole.More, whole.EndLSN = part.More, part.EndLSN
+	}
+	return whole
+}
+
+func TestStreamTransactionsInProgress(t *testing.T) {
+	f := newFixture(t, itemsTable, "public.items")
+	f.cfg.URL = streamingURL(f.url)
+	s := startStream(t, f.setup(), 0, 64)
+
+	// The large transaction rolls back a savepoint after the server streamed its
+	// changes, and stays open while a small one commits.
+	endLarge := f.openTx(`INSERT INTO public.items SELECT g, repeat('x', 100), g
+			FROM generate_series(1, 3000) g;
+		SAVEPOINT s1;
+		UPDATE public.items SET name = 'rolled back' WHERE id <= 1000;
+		ROLLBACK TO SAVEPOINT s1;
+		UPDATE public.items SET qty = -qty WHERE id <= 10`)
+	waitFor(t, "the server to stream the open transaction", func() bool { return f.streamCount() > 0 })
+	f.exec(`INSERT INTO public.items VALUES (100000, 'small', 1)`)
+	if got := s.next().Events[0].New[0].Text; got != "100000" {
+		t.Fatalf("first transaction inserts id %s, want 100000, which commits first", got)
+	}
+
+	streamed := f.streamCount()
+	endAborted := f.openTx(`INSERT INTO public.items SELECT g, 'aborted', g
+		FROM generate_series(200001, 203000) g`)
+	waitFor(t, "the server to stream the aborted transaction", func() bool { return f.streamCount() > streamed })
+	endAborted("ROLLBACK")
+	endLarge("COMMIT")
+
+	large := s.collect()
+	if len(large.Events) != 3010 {
+		t.Fatalf("large transaction has %d changes, want 3000 inserts and 10 updates", len(large.Events))
+	}
+	for i, ev := range large.Events {
+		wantOp, wantID := change.OpInsert, strconv.Itoa(i+1)
+		if i >= 3000 {
+			wantOp, wantID = change.OpUpdate, strconv.Itoa(i-2999)
+		}
+		if ev.Op != wantOp || ev.New[0].Text != wantID || ev.New[1].Text == "rolled back" {
+			t.Fatalf("change %d: %s %q, want %s of id %s", i, ev.Op, values(ev.New), wantOp, wantID)
+		}
+	}
+	f.exec(`INSERT INTO public.items VALUES (100001, 'after', 1)`)
+	if got := s.next().Events[0].New[0].Text; got != "100001" {
+		t.Errorf("transaction after the large one inserts id %s, want 100001: the aborted "+
+			"transaction must not arrive", got)
+	}
+}
+
+func TestStreamTransactionInProgressAcrossReconnect(t *testing.T) {
+	f := newFixture(t, itemsTable, "public.items")
+	f.cfg.URL = streamingURL(f.url)
+	s := startStream(t, f.setup(), 0, 64)
+
+	end := f.openTx(`INSERT INTO public.items SELECT g, repeat('y', 100), g
+		FROM generate_series(1, 2000) g`)
+	waitFor(t, "the server to stream the open transaction", func() bool { return f.streamCount() > 0 })
+	f.exec(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+		WHERE slot_name = 'cs_slot'`)
+	end("COMMIT")
+
+	// The new connection streams the transaction again from its start; what the first
+	// one streamed is dropped with its session.
+	tx := s.collect()
+	if len(tx.Events) != 2000 {
+		t.Fatalf("transaction has %d changes, want 2000", len(tx.Events))
+	}
+	for i, ev := range tx.Events {
+		if ev.New[0].Text != strconv.Itoa(i+1) {
+			t.Fatalf("change %d inserts id %s, want %d", i, ev.New[0].Text, i+1)
+		}
+	}
+	s.expectNone(500 * time.Millisecond)
+	if f.logs.count("reconnecting") == 0 {
+		t.Error("no reconnecting log record: the walsender was not ended mid-stream")
+	}
+}
+
+func TestStreamWithStreamingDisabled(t *testing.T) {
+	f := newFixture(t, itemsTable, "public.items")
+	f.cfg.URL = streamingURL(f.url)
+	f.cfg.DisableStreaming = true
+	s := startStream(t, f.setup(), 0, 64)
+
+	f.exec(`INSERT INTO public.items SELECT g, repeat('z', 100), g FROM generate_series(1, 2000) g`)
+	if tx := s.collect(); len(tx.Events) != 2000 {
+		t.Fatalf("transaction has %d changes, want 2000", len(tx.Events))
+	}
+	if n := f.streamCount(); n != 0 {
+		t.Errorf("server streamed %d times with streaming disabled, want 0", n)
 	}
 }

@@ -50,12 +50,18 @@ func (r *reader) uint32() (uint32, error) {
 
 // checkLengths checks the length fields of tuple data and of a Truncate's relation list,
 // because pglogrepl allocates the size a length field gives before it reads the bytes. A
-// corrupt length then gives an error, not a huge allocation. The layout is that of
-// pgoutput protocol version 1, where no message carries an xid.
-func checkLengths(data []byte) error {
+// corrupt length then gives an error, not a huge allocation. Inside a streamed
+// transaction, each of these messages starts with the xid of its (sub)transaction.
+func checkLengths(data []byte, inStream bool) error {
 	r := &reader{buf: data[1:]}
+	typ := pglogrepl.MessageType(data[0])
+	if inStream && isRowOrTruncate(typ) {
+		if err := r.skip(4); err != nil {
+			return fmt.Errorf("%s message: %w", typ, err)
+		}
+	}
 	var err error
-	switch pglogrepl.MessageType(data[0]) {
+	switch typ {
 	case pglogrepl.MessageTypeInsert:
 		err = r.checkRowMessage(false)
 	case pglogrepl.MessageTypeUpdate:
@@ -69,6 +75,15 @@ func checkLengths(data []byte) error {
 		return fmt.Errorf("%s message: %w", pglogrepl.MessageType(data[0]), err)
 	}
 	return nil
+}
+
+func isRowOrTruncate(typ pglogrepl.MessageType) bool {
+	switch typ {
+	case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate,
+		pglogrepl.MessageTypeDelete, pglogrepl.MessageTypeTruncate:
+		return true
+	}
+	return false
 }
 
 // checkRowMessage checks an Insert, Update or Delete: a relation OID, then one tuple
@@ -134,12 +149,13 @@ func (r *reader) checkTruncate() error {
 // parseMessage decodes one pgoutput message with pglogrepl. pglogrepl indexes the input
 // without bounds checks, so a message shorter than its fields require panics inside it.
 // parseMessage turns that panic into an error, and runs checkLengths first for the
-// messages that would allocate from a corrupt length.
-func parseMessage(data []byte) (msg pglogrepl.Message, err error) {
+// messages that would allocate from a corrupt length. inStream tells that the message
+// belongs to a transaction streamed while in progress, whose messages carry an xid.
+func parseMessage(data []byte, inStream bool) (msg pglogrepl.Message, err error) {
 	if len(data) == 0 {
 		return nil, errors.New("decode pgoutput message: empty message")
 	}
-	if err := checkLengths(data); err != nil {
+	if err := checkLengths(data, inStream); err != nil {
 		return nil, fmt.Errorf("decode pgoutput message: %w", err)
 	}
 
@@ -149,7 +165,7 @@ func parseMessage(data []byte) (msg pglogrepl.Message, err error) {
 				pglogrepl.MessageType(data[0]), p)
 		}
 	}()
-	msg, err = pglogrepl.ParseV2(data, false)
+	msg, err = pglogrepl.ParseV2(data, inStream)
 	if err != nil {
 		return nil, fmt.Errorf("decode pgoutput %s message: %w", pglogrepl.MessageType(data[0]), err)
 	}

@@ -58,6 +58,13 @@ type Source struct {
 	// Heartbeat is how often a logical decoding message is written to an idle source so
 	// that the slot advances; default 1m, 0 turns it off.
 	Heartbeat time.Duration `yaml:"heartbeat"`
+	// Streaming lets a source of PostgreSQL 14 or later send a transaction that outgrows
+	// its logical_decoding_work_mem while the transaction is in progress; changesync keeps
+	// it in a spill file until it commits. Default true.
+	Streaming bool `yaml:"streaming"`
+	// SpillDir is the directory of those spill files; default: the system's temporary
+	// directory. The files are unlinked at creation, so nothing is left after a crash.
+	SpillDir string `yaml:"spill_dir"`
 
 	urlFrom string // origin of URL (file, override or url_env), named in messages
 }
@@ -236,8 +243,10 @@ const (
 // over it keeps "not set" apart from "set to 0".
 func defaults() Config {
 	return Config{
-		Source: Source{Heartbeat: DefaultHeartbeat, StatusInterval: DefaultStatusInterval},
-		Apply:  Apply{BatchMaxEvents: DefaultBatchMaxEvents, BatchMaxWait: DefaultBatchMaxWait},
+		Source: Source{
+			Heartbeat: DefaultHeartbeat, StatusInterval: DefaultStatusInterval, Streaming: true,
+		},
+		Apply: Apply{BatchMaxEvents: DefaultBatchMaxEvents, BatchMaxWait: DefaultBatchMaxWait},
 		LLM: LLM{
 			Timeout: DefaultLLMTimeout, MaxConcurrency: DefaultLLMConcurrency,
 			CacheSize: DefaultLLMCacheSize,

@@ -106,6 +106,8 @@ func TestLoadDefaults(t *testing.T) {
 		{"snapshot", cfg.Source.Snapshot, "initial"},
 		{"status interval", cfg.Source.StatusInterval, 10 * time.Second},
 		{"heartbeat", cfg.Source.Heartbeat, time.Minute},
+		{"streaming", cfg.Source.Streaming, true},
+		{"spill dir", cfg.Source.SpillDir, ""},
 		{"target schema", cfg.Target.Schema, "changesync"},
 		{"table target", cfg.Tables[0].Target, cfg.Tables[0].Source},
 		{"truncate", cfg.Tables[0].Truncate, "hold"},
@@ -131,7 +133,7 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestLoadExplicitZeroes(t *testing.T) {
 	cfg, err := Parse([]byte(`
-source: {url: "postgres://crm@db/crm", heartbeat: 0s, slot: orders_sync}
+source: {url: "postgres://crm@db/crm", heartbeat: 0s, slot: orders_sync, streaming: false}
 target: {url: "postgres://billing@db/billing"}
 tables: [{source: crm.orders}]
 apply: {batch_max_wait: 0s}
@@ -144,6 +146,9 @@ apply: {batch_max_wait: 0s}
 	}
 	if cfg.Apply.BatchMaxWait != 0 {
 		t.Errorf("batch_max_wait = %s, want 0", cfg.Apply.BatchMaxWait)
+	}
+	if cfg.Source.Streaming {
+		t.Error("streaming = true, want false as set")
 	}
 	if cfg.Pipeline != "orders_sync" {
 		t.Errorf("pipeline = %q, want the slot name orders_sync", cfg.Pipeline)
@@ -331,6 +336,7 @@ func TestLoadRejects(t *testing.T) {
 		{"bad snapshot", "source: {url: 'postgres://crm@db/crm', snapshot: always}", `source.snapshot: invalid value "always": use initial or never`},
 		{"status interval too long", "source: {url: 'postgres://crm@db/crm', status_interval: 30s}", "source.status_interval: invalid duration 30s: use more than 0 and at most 10s"},
 		{"status interval zero", "source: {url: 'postgres://crm@db/crm', status_interval: 0s}", "source.status_interval: invalid duration 0s"},
+		{"missing spill dir", "source: {url: 'postgres://crm@db/crm', spill_dir: /nonexistent/spill}", `source.spill_dir: "/nonexistent/spill" is not a directory: create it`},
 		{"negative heartbeat", "source: {url: 'postgres://crm@db/crm', heartbeat: -1s}", "source.heartbeat: invalid duration -1s: use 0 or more"},
 		{"bad source url", "source: {url: 'postgres://crm@db:port/crm'}", `source.url: invalid connection string`},
 		{"bad target url", "target: {url: 'host=db sslmode=sometimes'}", `target.url: invalid connection string host=db sslmode=sometimes`},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -80,6 +81,12 @@ func (c *Config) validateSource(p *problems) {
 			s.StatusInterval, DefaultStatusInterval)
 	}
 	checkNotNegative(p, "source.heartbeat", s.Heartbeat, "0 turns the heartbeat off")
+	if s.SpillDir != "" {
+		if info, err := os.Stat(s.SpillDir); err != nil || !info.IsDir() {
+			p.add("source.spill_dir", "%q is not a directory: create it, or leave spill_dir "+
+				"out to use the system's temporary directory", s.SpillDir)
+		}
+	}
 }
 
 func (c *Config) validateTarget(p *problems) {

@@ -30,7 +30,8 @@ const dirPrefix = "cspg-"
 
 // serverSettings are the settings every throwaway cluster runs with. fsync is off to make
 // commits cheap; synchronous_commit stays on because logical decoding reads only flushed
-// WAL, and with it off changes reach the stream late.
+// WAL, and with it off changes reach the stream late. logical_decoding_work_mem is at its
+// minimum, so that every transaction above 64kB is streamed while in progress.
 var serverSettings = []string{
 	"listen_addresses=",
 	"wal_level=logical",
@@ -41,6 +42,7 @@ var serverSettings = []string{
 	"max_connections=200",
 	"wal_sender_timeout=60s",
 	"shared_buffers=64MB",
+	"logical_decoding_work_mem=64kB",
 }
 
 // Cluster is a running PostgreSQL server: one this package started, or an external one.

@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/datasense/changesync/pkg/apply"
@@ -31,6 +32,12 @@ func TestSyncLargeTransactionInParts(t *testing.T) {
 	e.wantRows(`SELECT count(*), count(DISTINCT id), count(DISTINCT thread_id) FROM changesync.change_events
 		WHERE table_name = 'public.c'`, "2376 | 2376 | 3")
 	e.wantRows("SELECT count(*) FROM changesync.change_events WHERE new_data->>'note' IN ('rolled back', 'aborted')", "0")
+	// The large and the aborted transaction outgrew logical_decoding_work_mem, so the
+	// server streamed them while in progress.
+	if got := rows(t, e.src, `SELECT stream_txns >= 2 FROM pg_stat_replication_slots
+		WHERE slot_name = current_database()`); !slices.Equal(got, []string{"t"}) {
+		t.Errorf("streamed transactions >= 2: %q, want t", got)
+	}
 }
 
 func TestSyncLargeTransactionTargetRejects(t *testing.T) {
