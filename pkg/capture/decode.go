@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 
 	"github.com/jackc/pglogrepl"
@@ -33,7 +34,11 @@ type decoder struct {
 	relations map[uint32]*change.Relation // replaced, never changed, on each Relation message
 	types     *typeNames
 	tables    map[change.TableName]bool // empty keeps every table
-	tx        *change.Tx                // open transaction between Begin and Commit
+	// partitions looks up partitioned tables, whose moved rows become one UPDATE; nil
+	// leaves a move as a DELETE and an INSERT.
+	partitions  partitionLookup
+	partitioned map[uint32]*partitioning // by relation OID, for the partitioned tables
+	tx          *change.Tx               // open transaction between Begin and Commit
 	// partEvents is the number of events after which an open transaction is handed on
 	// as a part, so that a large transaction never sits in memory whole; 0 never cuts.
 	partEvents int
@@ -58,8 +63,10 @@ func newDecoder(slot string, tables map[change.TableName]bool, types *typeNames,
 		types:     types,
 		tables:    tables,
 		streams:   map[uint32]*spill{},
-		log:       log,
-		malformed: malformed,
+
+		partitioned: map[uint32]*partitioning{},
+		log:         log,
+		malformed:   malformed,
 	}
 }
 
@@ -150,12 +157,23 @@ func (d *decoder) part(err error) (*change.Tx, error) {
 	if err != nil || d.partEvents <= 0 || d.tx == nil || len(d.tx.Events) < d.partEvents {
 		return nil, err
 	}
+	// A trailing DELETE stays open, because the next event may be the INSERT of a row
+	// moved between partitions, to be joined with it.
+	events := d.tx.Events
+	cut := len(events)
+	if d.mayMove(&events[cut-1]) {
+		cut--
+	}
+	if cut == 0 {
+		return nil, nil
+	}
 	part := *d.tx
+	part.Events = events[:cut]
 	part.More = true
 	part.CommitLSN = d.tx.BeginLSN
 	part.Stamp(d.slot)
-	d.tx.FirstSeq += len(part.Events)
-	d.tx.Events = nil
+	d.tx.FirstSeq += cut
+	d.tx.Events = slices.Clone(events[cut:])
 	return &part, nil
 }
 
@@ -195,6 +213,17 @@ func (d *decoder) relation(ctx context.Context, m *pglogrepl.RelationMessage) er
 		}
 	}
 	d.relations[rel.OID] = rel
+	delete(d.partitioned, rel.OID)
+	if d.partitions == nil {
+		return nil
+	}
+	p, err := d.partitions(ctx, rel)
+	if err != nil {
+		return err
+	}
+	if p != nil {
+		d.partitioned[rel.OID] = p
+	}
 	return nil
 }
 
@@ -219,8 +248,27 @@ func (d *decoder) insert(m *pglogrepl.InsertMessage) error {
 	if err != nil {
 		return fmt.Errorf("decode insert: %w", err)
 	}
+	if n := len(d.tx.Events); n > 0 && d.joinMove(&d.tx.Events[n-1], rel, tuple) {
+		return nil
+	}
 	d.tx.Events = append(d.tx.Events, change.Event{Op: change.OpInsert, Relation: rel, New: tuple})
 	return nil
+}
+
+// mayMove reports whether ev is a DELETE that the next INSERT may turn into the UPDATE
+// of a row moved between partitions.
+func (d *decoder) mayMove(ev *change.Event) bool {
+	return ev.Op == change.OpDelete && d.partitioned[ev.Relation.OID] != nil
+}
+
+// joinMove turns ev, the last event, into an UPDATE to tuple when ev deletes the row
+// that an INSERT of tuple into rel moves to another partition.
+func (d *decoder) joinMove(ev *change.Event, rel *change.Relation, tuple change.Tuple) bool {
+	if ev.Relation != rel || !d.mayMove(ev) || !d.partitioned[rel.OID].moved(ev.Old, tuple) {
+		return false
+	}
+	ev.Op, ev.New = change.OpUpdate, tuple
+	return true
 }
 
 func (d *decoder) update(m *pglogrepl.UpdateMessage) error {

@@ -208,19 +208,34 @@ func TestSyncPartitionedTable(t *testing.T) {
 		CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us')`
 	e := startSync(t, syncSetup{
 		sourceDDL: ddl + `; INSERT INTO m VALUES (1, 'eu', 'before the slot')`,
-		targetDDL: `CREATE TABLE m (id int, region text, v text, PRIMARY KEY (id, region))`,
-		specs:     []apply.TableSpec{{Source: table("public", "m")}},
-		snapshot:  true,
+		// note is a column of the target only, which an UPDATE keeps and an INSERT resets.
+		targetDDL: `CREATE TABLE m (id int, region text, v text, note text DEFAULT 'new',
+			PRIMARY KEY (id, region))`,
+		specs:    []apply.TableSpec{{Source: table("public", "m")}},
+		snapshot: true,
 	})
-	e.exec(`INSERT INTO m VALUES (2, 'eu', 'a'), (3, 'us', 'b');
-		UPDATE m SET v = 'a2' WHERE id = 2;
+	e.exec(`INSERT INTO m VALUES (2, 'eu', 'a'), (3, 'us', 'b')`)
+	e.sync()
+	e.execOn(e.dst, `UPDATE m SET note = 'kept'`)
+
+	e.exec(`UPDATE m SET v = 'a2' WHERE id = 2;
 		UPDATE m SET region = 'us' WHERE id = 2;
 		CREATE TABLE m_asia PARTITION OF m FOR VALUES IN ('asia');
 		INSERT INTO m VALUES (4, 'asia', 'new partition');
+		UPDATE m SET region = 'asia', v = 'moved and changed' WHERE id = 1;
 		DELETE FROM m WHERE id = 3`)
 	e.sync()
-	e.sameRows("SELECT * FROM m ORDER BY id, region")
+	e.sameRows("SELECT id, region, v FROM m ORDER BY id, region")
+	e.wantRows("SELECT id, region, note FROM m ORDER BY id",
+		"1 | asia | kept", "2 | us | kept", "4 | asia | new")
 	e.wantRows("SELECT DISTINCT table_name FROM changesync.change_events WHERE table_name LIKE 'public.m%'", "public.m")
+	// Each row moved between partitions is one UPDATE from its old key to its new one.
+	e.wantRows(`SELECT change_type, row_key, old_data, new_data FROM changesync.change_events
+		WHERE table_name = 'public.m' AND change_type <> 'insert' ORDER BY source_lsn, seq`,
+		`update | ["2","eu"] | ∅ | {"v": "a2", "id": "2", "region": "eu"}`,
+		`update | ["2","us"] | {"id": "2", "region": "eu"} | {"v": "a2", "id": "2", "region": "us"}`,
+		`update | ["1","asia"] | {"id": "1", "region": "eu"} | {"v": "moved and changed", "id": "1", "region": "asia"}`,
+		`delete | ["3","us"] | {"id": "3", "region": "us"} | ∅`)
 }
 
 func TestSyncVeryLargeValue(t *testing.T) {
