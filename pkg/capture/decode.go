@@ -44,9 +44,10 @@ type decoder struct {
 	partEvents int
 	// spillDir is where streamed transactions are kept until they end; empty means the
 	// system's temporary directory.
-	spillDir string
-	streams  map[uint32]*spill // streamed transactions by xid, until commit or abort
-	stream   *spill            // the transaction between StreamStart and StreamStop
+	spillDir   string
+	streams    map[uint32]*spill // streamed transactions by xid, until commit or abort
+	stream     *spill            // the transaction between StreamStart and StreamStop
+	spillUsage *spillUsage       // shared across sessions
 	// resume, when set, is the commit LSN below which a streamed transaction was
 	// delivered before, so its spill file is dropped unread.
 	resume    *change.LSN
@@ -58,11 +59,12 @@ func newDecoder(slot string, tables map[change.TableName]bool, types *typeNames,
 	log *slog.Logger, malformed *atomic.Int64,
 ) *decoder {
 	return &decoder{
-		slot:      slot,
-		relations: map[uint32]*change.Relation{},
-		types:     types,
-		tables:    tables,
-		streams:   map[uint32]*spill{},
+		slot:       slot,
+		relations:  map[uint32]*change.Relation{},
+		types:      types,
+		tables:     tables,
+		streams:    map[uint32]*spill{},
+		spillUsage: &spillUsage{},
 
 		partitioned: map[uint32]*partitioning{},
 		log:         log,

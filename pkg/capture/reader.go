@@ -84,6 +84,7 @@ type Reader struct {
 	walEnd     atomic.Uint64 // server WAL end from the last keepalive or XLogData
 
 	malformedContext atomic.Int64 // count of malformed context messages
+	spill            spillUsage   // spill files of streamed transactions
 }
 
 // Stats are positions of the stream for metrics and logs.
@@ -93,6 +94,10 @@ type Stats struct {
 	ServerWALEnd change.LSN // end of the server's WAL as of the last message
 	Reconnects   int64      // reconnects after a lost connection since New
 	Connected    bool       // a replication session is streaming now
+	// StreamedOpen is the number of transactions streamed while in progress that wait in
+	// spill files for their commit or abort, and SpillBytes the bytes in those files.
+	StreamedOpen int64
+	SpillBytes   int64
 }
 
 // slotNamePattern is the rule PostgreSQL applies to replication slot names. The
@@ -168,6 +173,8 @@ func (r *Reader) Stats() Stats {
 		Connected:    r.connected.Load(),
 		Confirmed:    change.LSN(r.confirmed.Load()),
 		ServerWALEnd: change.LSN(r.walEnd.Load()),
+		StreamedOpen: r.spill.files.Load(),
+		SpillBytes:   r.spill.bytes.Load(),
 	}
 }
 

@@ -42,6 +42,7 @@ func newSession(r *Reader, repl *pgconn.PgConn, aux *pgx.Conn, resume *change.LS
 	dec := newDecoder(r.cfg.Slot, r.tables, types, r.log, &r.malformedContext)
 	dec.partEvents = r.cfg.PartEvents
 	dec.spillDir = r.cfg.SpillDir
+	dec.spillUsage = &r.spill
 	dec.partitions = catalogPartitioning(aux)
 	dec.resume = resume
 	return &session{

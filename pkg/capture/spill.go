@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 )
 
 // maxSpilledMessage bounds the length field of a spilled message, so that a damaged
@@ -25,15 +26,22 @@ type spill struct {
 	buf      *bufio.Writer
 	messages int
 	bytes    int64
+	usage    *spillUsage
 	// aborted contains the subtransactions rolled back inside the transaction. Their
 	// changes are in the file, because the server streamed them before the rollback,
 	// and are passed over when the file is read.
 	aborted map[uint32]bool
 }
 
+// spillUsage counts the open spill files of a Reader and the bytes in them, for metrics.
+type spillUsage struct {
+	files atomic.Int64
+	bytes atomic.Int64
+}
+
 // newSpill creates the file of the streamed transaction xid in dir; an empty dir means
-// the system's temporary directory.
-func newSpill(dir string, xid uint32) (*spill, error) {
+// the system's temporary directory. usage counts the file and its bytes until it closes.
+func newSpill(dir string, xid uint32, usage *spillUsage) (*spill, error) {
 	file, err := os.CreateTemp(dir, "changesync-stream-*")
 	if err != nil {
 		return nil, fmt.Errorf("create the spill file of streamed transaction %d: %w "+
@@ -43,12 +51,15 @@ func newSpill(dir string, xid uint32) (*spill, error) {
 		_ = file.Close()
 		return nil, fmt.Errorf("unlink the spill file of streamed transaction %d: %w", xid, err)
 	}
-	return &spill{
+	s := &spill{
 		xid:     xid,
 		file:    file,
 		buf:     bufio.NewWriterSize(file, 64<<10),
+		usage:   usage,
 		aborted: map[uint32]bool{},
-	}, nil
+	}
+	usage.files.Add(1)
+	return s, nil
 }
 
 // write appends one message.
@@ -63,6 +74,7 @@ func (s *spill) write(data []byte) error {
 	}
 	s.messages++
 	s.bytes += int64(len(data)) + 4
+	s.usage.bytes.Add(int64(len(data)) + 4)
 	return nil
 }
 
@@ -112,4 +124,6 @@ func (s *spill) readError(n int, err error) error {
 // close closes the file, which frees its disk space.
 func (s *spill) close() {
 	_ = s.file.Close()
+	s.usage.files.Add(-1)
+	s.usage.bytes.Add(-s.bytes)
 }

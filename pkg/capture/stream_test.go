@@ -498,7 +498,8 @@ func (s *stream) collect() *change.Tx {
 func TestStreamTransactionsInProgress(t *testing.T) {
 	f := newFixture(t, itemsTable, "public.items")
 	f.cfg.URL = streamingURL(f.url)
-	s := startStream(t, f.setup(), 0, 64)
+	r := f.setup()
+	s := startStream(t, r, 0, 64)
 
 	// The large transaction rolls back a savepoint after the server streamed its
 	// changes, and stays open while a small one commits.
@@ -513,6 +514,11 @@ func TestStreamTransactionsInProgress(t *testing.T) {
 	if got := s.next().Events[0].New[0].Text; got != "100000" {
 		t.Fatalf("first transaction inserts id %s, want 100000, which commits first", got)
 	}
+
+	waitFor(t, "the open transaction in a spill file", func() bool {
+		st := r.Stats()
+		return st.StreamedOpen == 1 && st.SpillBytes > 0
+	})
 
 	streamed := f.streamCount()
 	endAborted := f.openTx(`INSERT INTO public.items SELECT g, 'aborted', g
@@ -538,6 +544,10 @@ func TestStreamTransactionsInProgress(t *testing.T) {
 	if got := s.next().Events[0].New[0].Text; got != "100001" {
 		t.Errorf("transaction after the large one inserts id %s, want 100001: the aborted "+
 			"transaction must not arrive", got)
+	}
+	if st := r.Stats(); st.StreamedOpen != 0 || st.SpillBytes != 0 {
+		t.Errorf("after both ended: %d open streamed transactions with %d spilled bytes, want 0 and 0",
+			st.StreamedOpen, st.SpillBytes)
 	}
 }
 

@@ -29,7 +29,7 @@ func (d *decoder) streamStart(m *pglogrepl.StreamStartMessageV2) error {
 		return fmt.Errorf("stream of xid %d continues, but its first segment never arrived", m.Xid)
 	case spilled == nil:
 		var err error
-		if spilled, err = newSpill(d.spillDir, m.Xid); err != nil {
+		if spilled, err = newSpill(d.spillDir, m.Xid, d.spillUsage); err != nil {
 			return err
 		}
 		d.streams[m.Xid] = spilled

@@ -132,6 +132,7 @@ type Collector struct {
 	log            *slog.Logger
 
 	lagBytes, retained, walStatus, pending, reconnects *prometheus.Desc
+	streamedOpen, spillBytes                           *prometheus.Desc
 }
 
 // NewCollector returns a collector for the slot of reader on source and the held
@@ -154,12 +155,18 @@ func NewCollector(pipeline, slot string, source, target *pgxpool.Pool, reader *c
 			[]string{"status"}, labels),
 		reconnects: prometheus.NewDesc("changesync_reconnects_total",
 			"Replication connections started again after a lost connection.", nil, labels),
+		streamedOpen: prometheus.NewDesc("changesync_streamed_transactions_open",
+			"Transactions the source streams while in progress, kept in spill files until they end.", nil, labels),
+		spillBytes: prometheus.NewDesc("changesync_spill_bytes",
+			"Bytes in the spill files of transactions streamed while in progress.", nil, labels),
 	}
 }
 
 // Describe sends the descriptions of the collected metrics.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.lagBytes, c.retained, c.walStatus, c.pending, c.reconnects} {
+	for _, d := range []*prometheus.Desc{
+		c.lagBytes, c.retained, c.walStatus, c.pending, c.reconnects, c.streamedOpen, c.spillBytes,
+	} {
 		ch <- d
 	}
 }
@@ -172,6 +179,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	stats := c.reader.Stats()
 	ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(stats.Reconnects))
+	ch <- prometheus.MustNewConstMetric(c.streamedOpen, prometheus.GaugeValue, float64(stats.StreamedOpen))
+	ch <- prometheus.MustNewConstMetric(c.spillBytes, prometheus.GaugeValue, float64(stats.SpillBytes))
 	if stats.ServerWALEnd > 0 {
 		lag := max(float64(stats.ServerWALEnd)-float64(stats.Confirmed), 0)
 		ch <- prometheus.MustNewConstMetric(c.lagBytes, prometheus.GaugeValue, lag)
