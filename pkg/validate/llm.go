@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	openai "github.com/sashabaranov/go-openai"
 	"golang.org/x/sync/singleflight"
 
@@ -202,8 +203,15 @@ func (r *reviewer) verdict(ctx context.Context, ev *change.Event, col int) (llmV
 	return res.(llmVerdict), nil
 }
 
-// request sends one chat completion within the timeout, after waiting for a free slot
-// until done is closed.
+// Backoff between attempts of one review request. Attempts go on while the next one can
+// start within llm.timeout.
+const (
+	retryInitialInterval = 250 * time.Millisecond
+	retryMaxInterval     = 2 * time.Second
+)
+
+// request sends a chat completion within the timeout, after waiting for a free slot
+// until done is closed. A 429 or 5xx status is retried with backoff within the timeout.
 func (r *reviewer) request(ctx context.Context, done <-chan struct{}, req reviewRequest) (llmVerdict, error) {
 	select {
 	case r.slots <- struct{}{}:
@@ -212,8 +220,6 @@ func (r *reviewer) request(ctx context.Context, done <-chan struct{}, req review
 		return llmVerdict{}, errors.New("canceled while waiting for a free request slot")
 	}
 
-	// TODO: retry a 429 or 5xx status with backoff within the timeout. Today one failed
-	// request gives the on_error verdict, which holds the change by default.
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 
@@ -221,16 +227,50 @@ func (r *reviewer) request(ctx context.Context, done <-chan struct{}, req review
 	if err != nil {
 		return llmVerdict{}, fmt.Errorf("encode request: %w", err)
 	}
-	start := time.Now()
-	verdict, err := r.complete(ctx, user)
-	if r.observe != nil {
-		outcome := "ok"
-		if err != nil {
-			outcome = "error"
+	var last error
+	attempt := func() (llmVerdict, error) {
+		start := time.Now()
+		verdict, err := r.complete(ctx, user)
+		if r.observe != nil {
+			outcome := "ok"
+			if err != nil {
+				outcome = "error"
+			}
+			r.observe(outcome, time.Since(start))
 		}
-		r.observe(outcome, time.Since(start))
+		last = err
+		if err != nil && !retryable(err) {
+			return verdict, backoff.Permanent(err)
+		}
+		return verdict, err
+	}
+	policy := &backoff.ExponentialBackOff{
+		InitialInterval:     retryInitialInterval,
+		RandomizationFactor: backoff.DefaultRandomizationFactor,
+		Multiplier:          backoff.DefaultMultiplier,
+		MaxInterval:         retryMaxInterval,
+	}
+	verdict, err := backoff.Retry(ctx, attempt, backoff.WithBackOff(policy),
+		backoff.WithMaxElapsedTime(r.timeout))
+	if err != nil && last != nil && ctx.Err() != nil {
+		err = last // the endpoint's error says more than the deadline that ended the retries
 	}
 	return verdict, err
+}
+
+// retryable reports whether a failed request may succeed when sent again: the endpoint
+// answered 429 Too Many Requests or a 5xx status.
+func retryable(err error) bool {
+	status := 0
+	var apiErr *openai.APIError
+	var reqErr *openai.RequestError
+	switch {
+	case errors.As(err, &apiErr):
+		status = apiErr.HTTPStatusCode
+	case errors.As(err, &reqErr):
+		status = reqErr.HTTPStatusCode
+	}
+	return status == http.StatusTooManyRequests || status >= http.StatusInternalServerError
 }
 
 // complete sends the chat completion of one review request and parses the reply.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,6 +165,7 @@ func TestLLMVerdicts(t *testing.T) {
 			f := newFakeLLM(t, func(reviewRequest) (int, string) { return tt.status, tt.content })
 			cfg := llmConfig(f)
 			cfg.LLM.OnError = tt.onError
+			cfg.LLM.Timeout = time.Second
 			a := newAgent(t, cfg, WithLookupEnv(testEnv))
 
 			got := validateOne(t, a, notesChange("call me at home"))
@@ -176,8 +178,36 @@ func TestLLMVerdicts(t *testing.T) {
 			if !strings.Contains(got.Reason, tt.wantReason) {
 				t.Errorf("reason = %q, want it to contain %q", got.Reason, tt.wantReason)
 			}
-			if n := len(f.calls()); n != 1 {
+			n := len(f.calls())
+			if tt.status >= http.StatusInternalServerError && n < 2 {
+				t.Errorf("endpoint got %d requests, want the 5xx status retried", n)
+			}
+			if tt.status < http.StatusInternalServerError && n != 1 {
 				t.Errorf("endpoint got %d requests, want 1", n)
+			}
+		})
+	}
+}
+
+func TestLLMRetriesBusyEndpoint(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			calls := 0
+			f := newFakeLLM(t, func(reviewRequest) (int, string) {
+				calls++ // the fake serves one request at a time here
+				if calls <= 2 {
+					return status, `{"error": {"message": "busy"}}`
+				}
+				return 0, verdictJSON("approve", "fine after retries")
+			})
+			a := newAgent(t, llmConfig(f), WithLookupEnv(testEnv))
+
+			got := validateOne(t, a, notesChange("retry me"))
+			if got.Verdict != change.Approve {
+				t.Errorf("verdict = %s (%q), want approve from the third request", got.Verdict, got.Reason)
+			}
+			if n := len(f.calls()); n != 3 {
+				t.Errorf("endpoint got %d requests, want 3", n)
 			}
 		})
 	}
@@ -272,7 +302,7 @@ func TestLLMSkipsUnreviewedChanges(t *testing.T) {
 func TestLLMCache(t *testing.T) {
 	f := newFakeLLM(t, func(req reviewRequest) (int, string) {
 		if req.Value == "broken" {
-			return http.StatusInternalServerError, `{"error": {"message": "down"}}`
+			return http.StatusBadRequest, `{"error": {"message": "rejected"}}` // not retried
 		}
 		return 0, verdictJSON("approve", "fine")
 	})
@@ -399,7 +429,7 @@ func TestVerdictCacheEvicts(t *testing.T) {
 func TestLLMObserverCountsRequests(t *testing.T) {
 	f := newFakeLLM(t, func(req reviewRequest) (int, string) {
 		if strings.Contains(fmt.Sprint(req), "broken") {
-			return 500, "{}"
+			return http.StatusBadRequest, "{}" // not retried, so one error
 		}
 		return 0, verdictJSON("approve", "fine")
 	})
