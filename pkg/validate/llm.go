@@ -253,13 +253,13 @@ func (r *reviewer) request(ctx context.Context, done <-chan struct{}, req review
 	verdict, err := backoff.Retry(ctx, attempt, backoff.WithBackOff(policy),
 		backoff.WithMaxElapsedTime(r.timeout))
 	if err != nil && last != nil && ctx.Err() != nil {
-		err = last // the endpoint's error says more than the deadline that ended the retries
+		err = last // the endpoint's error is more useful than the deadline that ended the retries
 	}
 	return verdict, err
 }
 
 // retryable reports whether a failed request may succeed when sent again: the endpoint
-// answered 429 Too Many Requests or a 5xx status.
+// returned 429 Too Many Requests or a 5xx status.
 func retryable(err error) bool {
 	status := 0
 	var apiErr *openai.APIError
