@@ -165,6 +165,13 @@ func (s *session) handleXLogData(ctx context.Context, xld pglogrepl.XLogData) er
 	wasOpen := s.dec.inTransaction()
 	err := s.dec.decode(ctx, xld.WALData, func(tx *change.Tx) error {
 		storeMax(&s.r.received, uint64(tx.EndLSN))
+		// A StreamCommit delivers every part of a transaction from its spill file
+		// without reading the connection, so status updates must go on meanwhile.
+		if !time.Now().Before(s.nextStatus) {
+			if err := s.sendStatus(ctx); err != nil {
+				return err
+			}
+		}
 		return s.deliver(ctx, tx)
 	})
 	if wasOpen || s.dec.inTransaction() {
