@@ -229,6 +229,7 @@ func runSidecar(ctx context.Context, a *app) error {
 	}
 	p := pipeline.New(pipeline.Config{
 		Name: a.cfg.Pipeline, Slot: a.cfg.Source.Slot, BatchMaxEvents: a.cfg.Apply.BatchMaxEvents,
+		AuditMaxValueBytes: a.cfg.Audit.MaxValueBytes,
 	}, r, applier, st, pipeline.WithLogger(a.log), pipeline.WithValidator(agent),
 		pipeline.WithNotifications(notifyCfg.Wants), pipeline.WithMetrics(pipelineMetrics))
 	sink.pipeline = p

@@ -61,7 +61,8 @@ func runRelease(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	res, err := pipeline.Release(ctx, st, applier, a.cfg.Pipeline, req,
-		pipeline.WithReleaseNotifications(notifyCfg.Wants))
+		pipeline.WithReleaseNotifications(notifyCfg.Wants),
+		pipeline.WithReleaseMaxValueBytes(a.cfg.Audit.MaxValueBytes))
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,13 @@ UPDATE change_events
 SET status = $2, decided_by = $3, decision_reason = $4, target_table = $5, error = $6
 WHERE id = $1;
 
+-- name: UpdateChangeData :exec
+-- Replaces the recorded values of a change, such as with the digests of its long values
+-- once a release has decided it.
+UPDATE change_events
+SET old_data = $2, new_data = $3
+WHERE id = $1;
+
 -- name: ListPendingRows :many
 -- The rows with a held or blocked change, for the per-row order of each batch.
 SELECT DISTINCT table_name, row_key, change_type = 'truncate' AS truncate

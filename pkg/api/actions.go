@@ -74,7 +74,8 @@ func (s *Server) syncManual(c echo.Context) error {
 	}
 
 	res, err := pipeline.Release(c.Request().Context(), s.cfg.Store, s.cfg.Applier, s.cfg.Pipeline, req,
-		pipeline.WithReleaseNotifications(s.cfg.Notify))
+		pipeline.WithReleaseNotifications(s.cfg.Notify),
+		pipeline.WithReleaseMaxValueBytes(s.cfg.Cfg.Audit.MaxValueBytes))
 	if errors.Is(err, pipeline.ErrNotHeld) {
 		return newError(http.StatusConflict, "not_held",
 			err.Error()+"; only held changes can be approved or rejected, see GET /status/{change_id}")

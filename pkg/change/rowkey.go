@@ -1,10 +1,6 @@
 package change
 
-import (
-	"encoding/json"
-	"slices"
-	"strings"
-)
+import "encoding/json"
 
 // RowKey formats key values the way change_events.row_key stores them: the text of the
 // value for a one-column key, and a JSON array of the values (null for NULL) otherwise.
@@ -21,7 +17,7 @@ func RowKey(values []Value) string {
 }
 
 // TupleJSON returns the known values of a tuple as a JSON object keyed by column name,
-// as old_data and new_data store them. Unchanged TOAST values and absent columns are left
+// in the form of old_data and new_data with every value whole. Unchanged TOAST values and absent columns are left
 // out, because their content was not sent.
 func TupleJSON(rel *Relation, t Tuple) ([]byte, error) {
 	return TupleJSONWithout(rel, t, nil)
@@ -30,33 +26,5 @@ func TupleJSON(rel *Relation, t Tuple) ([]byte, error) {
 // TupleJSONWithout is TupleJSON without the columns named in omit, such as columns
 // excluded from a sync, whose values must not be copied into the audit either.
 func TupleJSONWithout(rel *Relation, t Tuple, omit []string) ([]byte, error) {
-	if t == nil {
-		return nil, nil
-	}
-	var b strings.Builder
-	b.WriteByte('{')
-	first := true
-	for i, v := range t {
-		if !v.Known() || i >= len(rel.Columns) || slices.Contains(omit, rel.Columns[i].Name) {
-			continue
-		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		name, _ := json.Marshal(rel.Columns[i].Name)
-		b.Write(name)
-		b.WriteByte(':')
-		if v.Kind == Null {
-			b.WriteString("null")
-			continue
-		}
-		val, err := json.Marshal(v.Text)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(val)
-	}
-	b.WriteByte('}')
-	return []byte(b.String()), nil
+	return TupleAuditJSON(rel, t, omit, 0)
 }

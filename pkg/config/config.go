@@ -30,6 +30,7 @@ type Config struct {
 	Guard    Guard   `yaml:"guard"`
 	LLM      LLM     `yaml:"llm"`
 	API      API     `yaml:"api"`
+	Audit    Audit   `yaml:"audit"`
 	// Retention deletes old audit and outbox rows; off by default.
 	Retention Retention `yaml:"retention"`
 	Notify    yaml.Node `yaml:"notify,omitempty"` // decoded by the notify package; may contain secrets
@@ -181,6 +182,17 @@ type LLM struct {
 	Instructions string `yaml:"instructions"`
 }
 
+// Audit shapes the values that change_events records in old_data and new_data.
+type Audit struct {
+	// MaxValueBytes is the longest text form of a value, in bytes, that old_data and
+	// new_data store whole. A longer value is stored as its digest,
+	// {"sha256": "<hex>", "bytes": <n>}. Held and blocked changes keep every value whole
+	// until a release decides them, because the release applies them from change_events.
+	// sync_log stores whole values either way, for undo. Default 1048576 (1 MiB), and 0
+	// stores every value whole.
+	MaxValueBytes int `yaml:"max_value_bytes"`
+}
+
 // Retention is the housekeeping of the metadata tables, run by the active process.
 type Retention struct {
 	// Audit is how long change_events rows are kept, with their sync_log and
@@ -236,6 +248,12 @@ const (
 	DefaultLLMConcurrency = 4
 	DefaultLLMCacheSize   = 10_000
 	DefaultListen         = "127.0.0.1:8080"
+
+	DefaultAuditMaxValueBytes = 1 << 20
+	// MinAuditMaxValueBytes is the smallest limit other than 0. A digest takes about 100
+	// bytes, so a lower limit saves little, and the minimum catches a limit written in
+	// the wrong unit, such as 1 meant as 1 MiB.
+	MinAuditMaxValueBytes = 1024
 )
 
 // defaults returns a configuration with the defaults of the fields whose zero value is a
@@ -252,6 +270,7 @@ func defaults() Config {
 			CacheSize: DefaultLLMCacheSize,
 		},
 		RuleCostLimit: DefaultRuleCostLimit,
+		Audit:         Audit{MaxValueBytes: DefaultAuditMaxValueBytes},
 		Guard: Guard{Burst: Burst{
 			Factor: DefaultBurstFactor, Window: DefaultBurstWindow, MinChanges: DefaultBurstMin,
 		}},

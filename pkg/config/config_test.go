@@ -121,6 +121,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"llm timeout", cfg.LLM.Timeout, 10 * time.Second},
 		{"llm on error", cfg.LLM.OnError, "hold"},
 		{"api listen", cfg.API.Listen, "127.0.0.1:8080"},
+		{"audit max value bytes", cfg.Audit.MaxValueBytes, 1 << 20},
 		{"log level", cfg.Log.Level, "info"},
 		{"log format", cfg.Log.Format, "json"},
 	}
@@ -137,6 +138,7 @@ source: {url: "postgres://crm@db/crm", heartbeat: 0s, slot: orders_sync, streami
 target: {url: "postgres://billing@db/billing"}
 tables: [{source: crm.orders}]
 apply: {batch_max_wait: 0s}
+audit: {max_value_bytes: 0}
 `), noEnv)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
@@ -146,6 +148,9 @@ apply: {batch_max_wait: 0s}
 	}
 	if cfg.Apply.BatchMaxWait != 0 {
 		t.Errorf("batch_max_wait = %s, want 0", cfg.Apply.BatchMaxWait)
+	}
+	if cfg.Audit.MaxValueBytes != 0 {
+		t.Errorf("audit.max_value_bytes = %d, want 0 (store every value whole)", cfg.Audit.MaxValueBytes)
 	}
 	if cfg.Source.Streaming {
 		t.Error("streaming = true, want false as set")
@@ -303,7 +308,7 @@ func TestLoadRejects(t *testing.T) {
 		input   string
 		wantErr string
 	}{
-		{"unknown top-level key", "sourec: {}", `sourec: unknown key: use api, apply, guard`},
+		{"unknown top-level key", "sourec: {}", `sourec: unknown key: use api, apply, audit, guard`},
 		{"unknown nested key", "apply: {batch_size: 10}", `apply.batch_size: unknown key: use batch_max_events`},
 		{"unknown table key", "tables: [{source: a.b, trunacte: hold}]", `tables[0].trunacte: unknown key`},
 		{"key set twice", "log: {level: info, level: debug}", "log.level: set twice, on lines"},
@@ -370,6 +375,10 @@ func TestLoadRejects(t *testing.T) {
 		{"api all interfaces without auth", "api: {listen: ':8080'}", "api.listen: :8080 is not a loopback address"},
 		{"api two auth methods", "api: {auth: {jwks_url: 'https://idp/jwks', jwt_secret_env: S}}", "api.auth: both jwt_secret_env and jwks_url are set"},
 		{"api bad jwks url", "api: {auth: {jwks_url: 'idp/jwks'}}", `api.auth.jwks_url: invalid URL "idp/jwks"`},
+		{"negative audit limit", "audit: {max_value_bytes: -1}", "audit.max_value_bytes: invalid value -1: use 0 (store every value whole) or a number of bytes of at least 1024, such as 1048576 (1 MiB)"},
+		{"audit limit below minimum", "audit: {max_value_bytes: 1}", "audit.max_value_bytes: invalid value 1: use 0"},
+		{"audit limit not a number", "audit: {max_value_bytes: 1MiB}", `audit.max_value_bytes: invalid value "1MiB": use a whole number`},
+		{"unknown audit key", "audit: {max_bytes: 10}", "audit.max_bytes: unknown key: use max_value_bytes"},
 		{"bad log level", "log: {level: verbose}", `log.level: invalid value "verbose": use debug, info, warn or error`},
 		{"bad log format", "log: {format: xml}", `log.format: invalid value "xml": use json or text`},
 	}

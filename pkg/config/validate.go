@@ -47,6 +47,11 @@ func (c *Config) validate(p *problems) {
 	c.validateLLM(p)
 	c.validateAPI(p)
 	c.validateLog(p)
+	if a := c.Audit.MaxValueBytes; a != 0 && a < MinAuditMaxValueBytes {
+		p.add("audit.max_value_bytes", "invalid value %d: use 0 (store every value whole) or a "+
+			"number of bytes of at least %d, such as %d (1 MiB)", a, MinAuditMaxValueBytes,
+			DefaultAuditMaxValueBytes)
+	}
 	checkNotNegative(p, "retention.audit", c.Retention.Audit, "0 keeps the audit forever")
 	checkNotNegative(p, "retention.undo_horizon", c.Retention.UndoHorizon, "0 keeps nothing for undo")
 	checkNotNegative(p, "retention.outbox", c.Retention.Outbox, "0 keeps notifications forever")

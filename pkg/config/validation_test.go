@@ -36,7 +36,8 @@ func TestValidationSettings(t *testing.T) {
 	input := configWith(`rule_cost_limit: 500
 rules: [{name: zip, when: "new.zip == ''", action: reject, reason: zip code is empty}]
 guard: {max_rows_per_tx: 10, burst: {factor: 0, window: 15m, min_changes: 50}}
-llm: {max_concurrency: 16, cache_size: 0, instructions: reject card numbers}`)
+llm: {max_concurrency: 16, cache_size: 0, instructions: reject card numbers}
+audit: {max_value_bytes: 1024}`)
 	cfg, err := Parse([]byte(input), noEnv)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
@@ -52,6 +53,7 @@ llm: {max_concurrency: 16, cache_size: 0, instructions: reject card numbers}`)
 		{"llm max concurrency", cfg.LLM.MaxConcurrency, 16},
 		{"llm cache size", cfg.LLM.CacheSize, 0},
 		{"llm instructions", cfg.LLM.Instructions, "reject card numbers"},
+		{"audit max value bytes", cfg.Audit.MaxValueBytes, 1024},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

@@ -373,11 +373,17 @@ func (p *Pipeline) eventRow(tx *change.Tx, ev *change.Event, dec change.Decision
 	if spec := p.applier.Spec(ev.Relation.Table); spec != nil {
 		excluded = spec.Exclude
 	}
-	oldData, err := change.TupleJSONWithout(ev.Relation, ev.Old, excluded)
+	// A release applies held and blocked changes from their change_events row, so those
+	// keep every value whole.
+	maxValueBytes := p.cfg.AuditMaxValueBytes
+	if res.Status == change.StatusHeld || res.Status == change.StatusBlocked {
+		maxValueBytes = 0
+	}
+	oldData, err := change.TupleAuditJSON(ev.Relation, ev.Old, excluded, maxValueBytes)
 	if err != nil {
 		return dbgen.InsertChangeEventsParams{}, fmt.Errorf("encode old tuple of change %s: %w", ev.ID, err)
 	}
-	newData, err := change.TupleJSONWithout(ev.Relation, ev.New, excluded)
+	newData, err := change.TupleAuditJSON(ev.Relation, ev.New, excluded, maxValueBytes)
 	if err != nil {
 		return dbgen.InsertChangeEventsParams{}, fmt.Errorf("encode new tuple of change %s: %w", ev.ID, err)
 	}

@@ -240,16 +240,51 @@ func TestSyncPartitionedTable(t *testing.T) {
 
 func TestSyncVeryLargeValue(t *testing.T) {
 	e := startSync(t, syncSetup{
-		sourceDDL: "CREATE TABLE blobs (id int PRIMARY KEY, body text, data bytea, n int)",
-		specs:     []apply.TableSpec{{Source: table("public", "blobs")}},
+		sourceDDL:          "CREATE TABLE blobs (id int PRIMARY KEY, body text, data bytea, edge text, n int)",
+		specs:              []apply.TableSpec{{Source: table("public", "blobs")}},
+		auditMaxValueBytes: 1 << 20,
 	})
-	// About 24 MB of text and 8 MB of bytea in one row.
-	e.exec(`INSERT INTO blobs SELECT 1, string_agg(md5(g::text), ''), decode(string_agg(md5(g::text), ''), 'hex'), 0
+	// About 24 MB of text and 12 MB of bytea (24 MB in text form) in one row, and a text of
+	// exactly the audit's value limit.
+	e.exec(`INSERT INTO blobs SELECT 1, string_agg(md5(g::text), ''), decode(string_agg(md5(g::text), ''), 'hex'),
+		repeat('e', 1048576), 0
 		FROM generate_series(1, 750000) g`)
+	inserted := strings.Split(rows(t, e.src, `SELECT `+auditDigestSQL("body")+`, `+auditDigestSQL("data::text")+`,
+		md5(body), md5(data::text), md5(edge) FROM blobs`)[0], " | ")
+	digestBody, digestData, md5Body, md5Data, md5Edge := inserted[0], inserted[1], inserted[2], inserted[3], inserted[4]
 	e.exec(`UPDATE blobs SET n = 1`)
 	e.exec(`UPDATE blobs SET body = body || 'x'`)
+	updated := strings.Split(rows(t, e.src, `SELECT `+auditDigestSQL("body")+`, md5(body) FROM blobs`)[0], " | ")
+	digestNewBody, md5NewBody := updated[0], updated[1]
 	e.syncWithin(5 * time.Minute)
-	e.sameRows("SELECT id, md5(body), length(body), md5(data), n FROM blobs")
+	e.sameRows("SELECT id, md5(body), length(body), md5(data), md5(edge), n FROM blobs")
+
+	// change_events stores the values above the limit as digests, the others whole.
+	// The values are clipped, so that a failure does not print megabytes.
+	e.wantRows(`SELECT left((new_data->'body')::text, 200), left((new_data->'data')::text, 200)
+		FROM changesync.change_events WHERE table_name = 'public.blobs' AND change_type = 'insert'`,
+		digestBody+" | "+digestData)
+	e.wantRows(`SELECT jsonb_typeof(new_data->'edge'), md5(new_data->>'edge'), new_data->>'id', new_data->>'n'
+		FROM changesync.change_events WHERE table_name = 'public.blobs' AND change_type = 'insert'`,
+		"string | "+md5Edge+" | 1 | 0")
+	e.wantRows(`SELECT left((new_data->'body')::text, 200) FROM changesync.change_events
+		WHERE table_name = 'public.blobs' AND change_type = 'update' AND new_data ? 'body'`, digestNewBody)
+
+	// sync_log keeps the whole values, because undo writes them back.
+	e.wantRows(`SELECT md5(l.diff->'body'->>'new'), md5(l.diff->'data'->>'new'), md5(l.diff->'edge'->>'new')
+		FROM changesync.sync_log l JOIN changesync.change_events c ON c.id = l.change_event_id
+		WHERE c.table_name = 'public.blobs' AND c.change_type = 'insert'`, md5Body+" | "+md5Data+" | "+md5Edge)
+	e.wantRows(`SELECT md5(l.diff->'body'->>'old'), md5(l.diff->'body'->>'new')
+		FROM changesync.sync_log l JOIN changesync.change_events c ON c.id = l.change_event_id
+		WHERE c.table_name = 'public.blobs' AND c.change_type = 'update' AND l.diff ? 'body'`,
+		md5Body+" | "+md5NewBody)
+}
+
+// auditDigestSQL returns an SQL expression for the digest that change_events stores of
+// a long text value: the SHA-256 and the length in bytes of its UTF-8 text.
+func auditDigestSQL(value string) string {
+	return fmt.Sprintf(`jsonb_build_object('sha256', encode(sha256(convert_to(%[1]s, 'UTF8')), 'hex'),
+		'bytes', octet_length(convert_to(%[1]s, 'UTF8')))`, value)
 }
 
 func TestSyncSurvivesDroppedConnections(t *testing.T) {

@@ -2,7 +2,10 @@ package pipeline_test
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/datasense/changesync/pkg/config"
 	"github.com/datasense/changesync/pkg/notify"
 	"github.com/datasense/changesync/pkg/pipeline"
+	"github.com/datasense/changesync/pkg/undo"
 	"github.com/datasense/changesync/pkg/validate"
 )
 
@@ -303,4 +307,119 @@ func rowsOfReleaseEvents(t *testing.T, e *syncEnv) []string {
 	return e.targetRows(`SELECT 'sync | 1 | ∅' FROM changesync.change_events
 		WHERE table_name = 'public.items' AND row_key = '1' AND change_type = 'update'
 		ORDER BY id::text`)
+}
+
+// largeHold contains, for a held change that writes a body longer than the audit's value
+// limit and for a change of the same row blocked behind it, the digest that change_events
+// stores of the body the change writes, and the md5 of that body.
+type largeHold struct {
+	heldDigest, heldMD5       string
+	blockedDigest, blockedMD5 string
+}
+
+// auditLimit is the audit's value limit of the large-value hold tests, in bytes.
+const auditLimit = 1024
+
+func startLargeHoldSync(t *testing.T) (*syncEnv, largeHold) {
+	e := startSync(t, syncSetup{
+		sourceDDL:          "CREATE TABLE items (id int PRIMARY KEY, note text, body text)",
+		specs:              []apply.TableSpec{{Source: table("public", "items")}},
+		validator:          holdChecks{},
+		auditMaxValueBytes: auditLimit,
+	})
+	bodyQuery := `SELECT ` + auditDigestSQL("body") + `, md5(body) FROM items WHERE id = 1`
+	var h largeHold
+	e.exec(`INSERT INTO items VALUES (1, 'a', 'short')`)
+	e.sync()
+	e.exec(`UPDATE items SET note = 'CHECK', body = ` + bigValue + ` WHERE id = 1`) // held
+	afterHeld := strings.Split(rows(t, e.src, bodyQuery)[0], " | ")
+	h.heldDigest, h.heldMD5 = afterHeld[0], afterHeld[1]
+	e.exec(`UPDATE items SET note = 'a2', body = body || 'y' WHERE id = 1`) // blocked
+	afterBlocked := strings.Split(rows(t, e.src, bodyQuery)[0], " | ")
+	h.blockedDigest, h.blockedMD5 = afterBlocked[0], afterBlocked[1]
+	e.exec(`INSERT INTO items VALUES (2, 'b', ` + bigValue + `)`) // another row: applied at once
+	e.sync()
+
+	e.wantRows("SELECT id, note, length(body) FROM items ORDER BY id", "1 | a | 5", "2 | b | 38400")
+	// The held and the blocked change keep the long value whole for the release.
+	e.wantRows(`SELECT status, jsonb_typeof(new_data->'body'), md5(new_data->>'body')
+		FROM changesync.change_events WHERE table_name = 'public.items' AND row_key = '1'
+		AND change_type = 'update' ORDER BY source_lsn, seq`,
+		"held | string | "+h.heldMD5, "blocked | string | "+h.blockedMD5)
+	// The applied change of row 2 stores its digest. Values are clipped to keep failures short.
+	row2 := rows(t, e.src, `SELECT `+auditDigestSQL("body")+` FROM items WHERE id = 2`)[0]
+	e.wantRows(`SELECT status, left((new_data->'body')::text, 200) FROM changesync.change_events
+		WHERE table_name = 'public.items' AND row_key = '2'`, "synced | "+row2)
+	return e, h
+}
+
+func TestReleaseHeldLargeValue(t *testing.T) {
+	e, h := startLargeHoldSync(t)
+	res, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: heldChange(t, e), Approve: true, By: "ops"},
+		pipeline.WithReleaseMaxValueBytes(auditLimit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Released) != 1 || len(res.Applied) != 1 || len(res.Failed) != 0 {
+		t.Errorf("result = %+v, want 1 released, 1 applied, 0 failed", res)
+	}
+	e.sameRows("SELECT id, note, md5(body), length(body) FROM items ORDER BY id")
+
+	// Once decided, the changes store digests like changes that were never held.
+	e.wantRows(`SELECT status, left((new_data->'body')::text, 200), new_data->>'note' FROM changesync.change_events
+		WHERE table_name = 'public.items' AND row_key = '1' AND change_type = 'update'
+		ORDER BY source_lsn, seq`, "synced | "+h.heldDigest+" | CHECK", "synced | "+h.blockedDigest+" | a2")
+	// sync_log keeps the whole values.
+	e.wantRows(`SELECT md5(l.diff->'body'->>'old'), md5(l.diff->'body'->>'new')
+		FROM changesync.sync_log l JOIN changesync.change_events c ON c.id = l.change_event_id
+		WHERE c.table_name = 'public.items' AND c.row_key = '1' AND c.change_type = 'update'
+		ORDER BY c.source_lsn, c.seq`, md5Text("short")+" | "+h.heldMD5, h.heldMD5+" | "+h.blockedMD5)
+
+	// Undo restores the long value from sync_log, although change_events has its digest.
+	spec := apply.TableSpec{Source: table("public", "items"), Target: table("public", "items")}
+	u, err := undo.New(undo.Config{Store: e.store, Tables: []apply.TableSpec{spec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := uuid.MustParse(e.targetRows(`SELECT id FROM changesync.change_events WHERE table_name = 'public.items'
+		AND row_key = '1' ORDER BY source_lsn DESC, seq DESC LIMIT 1`)[0])
+	if _, err := u.Execute(context.Background(), undo.Request{ChangeID: last, Reason: "test", Requestor: "t"}); err != nil {
+		t.Fatalf("undo %s: %v", last, err)
+	}
+	e.wantRows("SELECT note, md5(body) FROM items WHERE id = 1", "CHECK | "+h.heldMD5)
+}
+
+func TestReleaseRejectsDigestedValue(t *testing.T) {
+	e, _ := startLargeHoldSync(t)
+	id := heldChange(t, e)
+	// A held change whose row was edited to store a digest, which changesync never does.
+	e.execOn(e.dst, `UPDATE changesync.change_events SET new_data = jsonb_set(new_data, '{body}',
+		'{"sha256": "00", "bytes": 38400}') WHERE id = '`+id.String()+`'`)
+
+	_, err := pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: id, Approve: true, By: "ops"},
+		pipeline.WithReleaseMaxValueBytes(auditLimit))
+	if !errors.Is(err, pipeline.ErrValueDigested) {
+		t.Fatalf("release of a digested value: %v, want ErrValueDigested", err)
+	}
+	if want := "stores new_data columns body only as digests"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %v, want it to contain %q", err, want)
+	}
+	e.wantRows("SELECT id, note, length(body) FROM items WHERE id = 1", "1 | a | 5")
+	e.wantRows(`SELECT status FROM changesync.change_events WHERE id = '`+id.String()+`'`, "held")
+
+	// Rejecting the held change applies the blocked change, which has its value whole.
+	_, err = pipeline.Release(context.Background(), e.store, e.applier, "test",
+		pipeline.ReleaseRequest{ChangeID: id, Approve: false, By: "ops"},
+		pipeline.WithReleaseMaxValueBytes(auditLimit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sameRows("SELECT id, note, md5(body) FROM items ORDER BY id")
+}
+
+func md5Text(s string) string {
+	sum := md5.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

@@ -53,6 +53,10 @@ type Config struct {
 	BatchMaxEvents int
 	// QueueSize is the number of decoded transactions buffered between capture and apply.
 	QueueSize int
+	// AuditMaxValueBytes is the longest text form of a value, in bytes, that change_events
+	// stores whole. A longer one is stored as a change.ValueDigest unless the change is
+	// held or blocked. 0 stores every value whole.
+	AuditMaxValueBytes int
 }
 
 // Option sets an optional part of a pipeline.

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -41,6 +40,10 @@ type ReleaseResult struct {
 
 // ErrNotHeld is returned when the named change or thread has no held change.
 var ErrNotHeld = errors.New("no held change")
+
+// ErrValueDigested is returned when a pending change stores a value only as its digest
+// in change_events, so a release cannot apply it.
+var ErrValueDigested = errors.New("value stored as a digest")
 
 // ErrOutOfOrder is returned when a named held change comes after another held change of
 // the same row, which must be decided first so that the row's changes apply in order.
@@ -85,12 +88,12 @@ func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipel
 
 	r := releaser{
 		applier: applier, batch: applier.Begin(tx), rels: map[string]*change.Relation{}, now: time.Now().UTC(),
-		pipeline: pipeline, wants: o.wants,
+		pipeline: pipeline, wants: o.wants, maxValueBytes: o.maxValueBytes,
 	}
 	held := heldRows{}
 	for i := range pending {
 		c := &pending[i]
-		ev, err := r.event(c)
+		ev, digested, err := r.event(c)
 		if err != nil {
 			return res, err
 		}
@@ -101,9 +104,14 @@ func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipel
 				"of the same row; decide that one first (GET /diff or change_events lists them)",
 				ErrOutOfOrder, c.ID, c.RowKey, table)
 		case chosen(c) && !req.Approve:
-			r.decide(c, change.StatusRejected, req.By, req.Reason, nil)
+			if err := r.decide(c, change.StatusRejected, req.By, req.Reason, nil); err != nil {
+				return res, err
+			}
 			res.Released = append(res.Released, c.ID)
 		case chosen(c):
+			if digested != nil {
+				return res, digested
+			}
 			if err := r.apply(ctx, c, ev, req.By, req.Reason, true, &res); err != nil {
 				return res, err
 			}
@@ -114,6 +122,9 @@ func Release(ctx context.Context, st *store.Store, applier *apply.Applier, pipel
 				res.Blocked++
 			}
 		default:
+			if digested != nil {
+				return res, digested
+			}
 			if err := r.apply(ctx, c, ev, c.DecidedBy.String, c.DecisionReason.String, false, &res); err != nil {
 				return res, err
 			}
@@ -156,16 +167,22 @@ type releaser struct {
 	rels    map[string]*change.Relation // one relation per table and column set
 	now     time.Time
 	updates []dbgen.UpdateChangeDecisionParams
+	// digests are the decided changes whose long values change_events now stores as
+	// digests.
+	digests []dbgen.UpdateChangeDataParams
 	logs    []dbgen.InsertSyncLogParams
 	// decided are the changes whose notifications write sends, with their new status.
 	decided  []dbgen.InsertChangeEventsParams
 	pipeline string
 	wants    Wants
+	// maxValueBytes is audit.max_value_bytes. 0 keeps the values whole.
+	maxValueBytes int
 	// lastStatus is the status of the change apply handled last.
 	lastStatus change.Status
 }
 
-func (r *releaser) decide(c *dbgen.ChangeEvent, status change.Status, by, reason string, res *apply.Result) {
+func (r *releaser) decide(c *dbgen.ChangeEvent, status change.Status, by, reason string, res *apply.Result,
+) error {
 	u := dbgen.UpdateChangeDecisionParams{
 		ID: c.ID, Status: dbgen.ChangeStatus(status), DecidedBy: text(by), DecisionReason: text(reason),
 		TargetTable: c.TargetTable, Error: c.Error,
@@ -184,6 +201,27 @@ func (r *releaser) decide(c *dbgen.ChangeEvent, status change.Status, by, reason
 		ChangeType: c.ChangeType, Status: u.Status, DecisionReason: u.DecisionReason, DecidedBy: u.DecidedBy,
 		Actor: c.Actor, CommitTime: c.CommitTime, Error: u.Error,
 	})
+	if status == change.StatusHeld || status == change.StatusBlocked {
+		return nil // still pending, so a later release needs the values whole
+	}
+	return r.digest(c)
+}
+
+// digest stores the values of a decided change that exceed the audit's value limit as
+// digests, as the pipeline stores those of changes it does not hold.
+func (r *releaser) digest(c *dbgen.ChangeEvent) error {
+	oldData, oldChanged, err := change.DigestAuditJSON(c.OldData, r.maxValueBytes)
+	if err != nil {
+		return fmt.Errorf("change %s: old_data: %w", c.ID, err)
+	}
+	newData, newChanged, err := change.DigestAuditJSON(c.NewData, r.maxValueBytes)
+	if err != nil {
+		return fmt.Errorf("change %s: new_data: %w", c.ID, err)
+	}
+	if oldChanged || newChanged {
+		r.digests = append(r.digests, dbgen.UpdateChangeDataParams{ID: c.ID, OldData: oldData, NewData: newData})
+	}
+	return nil
 }
 
 // apply applies one stored change and records its outcome.
@@ -199,7 +237,9 @@ func (r *releaser) apply(ctx context.Context, c *dbgen.ChangeEvent, ev *change.E
 		return fmt.Errorf("apply change %s: %w", c.ID, err)
 	}
 	r.lastStatus = res.Status
-	r.decide(c, res.Status, by, reason, &res)
+	if err := r.decide(c, res.Status, by, reason, &res); err != nil {
+		return err
+	}
 	if res.Status == change.StatusFailed {
 		out.Failed = append(out.Failed, c.ID)
 	}
@@ -215,6 +255,11 @@ func (r *releaser) write(ctx context.Context, tx pgx.Tx) error {
 	for _, u := range r.updates {
 		if err := q.UpdateChangeDecision(ctx, u); err != nil {
 			return fmt.Errorf("record the decision on change %s: %w", u.ID, err)
+		}
+	}
+	for _, d := range r.digests {
+		if err := q.UpdateChangeData(ctx, d); err != nil {
+			return fmt.Errorf("store the value digests of change %s: %w", d.ID, err)
 		}
 	}
 	if len(r.logs) > 0 {
@@ -254,7 +299,10 @@ func (r *releaser) notify(ctx context.Context, tx pgx.Tx) error {
 // ReleaseOption sets an optional part of a release.
 type ReleaseOption func(*releaseOptions)
 
-type releaseOptions struct{ wants Wants }
+type releaseOptions struct {
+	wants         Wants
+	maxValueBytes int
+}
 
 // WithReleaseNotifications writes an outbox event for each change the release decides or
 // applies whose type wants accepts, in the release's transaction.
@@ -262,22 +310,37 @@ func WithReleaseNotifications(wants Wants) ReleaseOption {
 	return func(o *releaseOptions) { o.wants = wants }
 }
 
+// WithReleaseMaxValueBytes sets the audit's value limit, audit.max_value_bytes: once a
+// release decides a change, change_events stores its values longer than maxValueBytes
+// bytes as digests. Without it, or with 0, the values stay whole.
+func WithReleaseMaxValueBytes(maxValueBytes int) ReleaseOption {
+	return func(o *releaseOptions) { o.maxValueBytes = maxValueBytes }
+}
+
 // event rebuilds a change from its change_events row. The relation has the columns the
 // row recorded, all flagged as key as under REPLICA IDENTITY FULL, so the applier finds
 // the target row by the configured key or the target's primary key. A column left out
 // of new_data, such as an unchanged TOAST value, is not written.
-func (r *releaser) event(c *dbgen.ChangeEvent) (*change.Event, error) {
+//
+// A column stored only as a digest is left out of the event too. digested is then an
+// ErrValueDigested error, which the caller returns instead of applying the change, so a
+// digest never reaches the target. The pipeline stores held and blocked changes whole,
+// so only a row edited after it was recorded has digests.
+func (r *releaser) event(c *dbgen.ChangeEvent) (ev *change.Event, digested, err error) {
 	table, ok := r.applier.SourceTable(c.TableName)
 	if !ok {
-		return nil, fmt.Errorf("change %s is of table %s, which is no longer configured", c.ID, c.TableName)
+		return nil, nil, fmt.Errorf("change %s is of table %s, which is no longer configured", c.ID, c.TableName)
 	}
-	oldVals, err := decodeData(c.OldData)
+	oldVals, oldDigests, err := decodeData(c.OldData)
 	if err != nil {
-		return nil, fmt.Errorf("change %s: old_data: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("change %s: old_data: %w", c.ID, err)
 	}
-	newVals, err := decodeData(c.NewData)
+	newVals, newDigests, err := decodeData(c.NewData)
 	if err != nil {
-		return nil, fmt.Errorf("change %s: new_data: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("change %s: new_data: %w", c.ID, err)
+	}
+	if len(oldDigests)+len(newDigests) > 0 {
+		digested = digestedError(c, oldDigests, newDigests)
 	}
 	var names []string
 	for name := range newVals {
@@ -299,10 +362,10 @@ func (r *releaser) event(c *dbgen.ChangeEvent) (*change.Event, error) {
 		}
 		r.rels[relKey] = rel
 	}
-	ev := &change.Event{ID: c.ID, ThreadID: c.ThreadID, Seq: int(c.Seq), Op: change.Op(c.ChangeType), Relation: rel}
+	ev = &change.Event{ID: c.ID, ThreadID: c.ThreadID, Seq: int(c.Seq), Op: change.Op(c.ChangeType), Relation: rel}
 	if ev.Op == change.OpTruncate {
 		ev.Truncated = []*change.Relation{rel}
-		return ev, nil
+		return ev, digested, nil
 	}
 	if newVals != nil {
 		ev.New = tuple(names, newVals, change.Value{Kind: change.Unchanged})
@@ -311,19 +374,42 @@ func (r *releaser) event(c *dbgen.ChangeEvent) (*change.Event, error) {
 		ev.Old = tuple(names, oldVals, change.Value{Kind: change.Absent})
 		ev.OldKeyOnly = newVals != nil && len(oldVals) < len(newVals)
 	}
-	return ev, nil
+	return ev, digested, nil
 }
 
-// decodeData decodes old_data or new_data: column name to text value, nil for NULL.
-func decodeData(raw []byte) (map[string]*string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
+// decodeData decodes old_data or new_data: column name to text value, nil for NULL. The
+// columns stored only as digests are returned apart, in digests.
+func decodeData(raw []byte) (vals map[string]*string, digests []string, err error) {
+	stored, err := change.DecodeAuditJSON(raw)
+	if stored == nil || err != nil {
+		return nil, nil, err
 	}
-	var vals map[string]*string
-	if err := json.Unmarshal(raw, &vals); err != nil {
-		return nil, err
+	vals = make(map[string]*string, len(stored))
+	for name, v := range stored {
+		if v.Digest != nil {
+			digests = append(digests, name)
+			continue
+		}
+		vals[name] = v.Text
 	}
-	return vals, nil
+	slices.Sort(digests)
+	return vals, digests, nil
+}
+
+// digestedError returns the ErrValueDigested error of a change with digests in old_data
+// or new_data.
+func digestedError(c *dbgen.ChangeEvent, oldDigests, newDigests []string) error {
+	var where []string
+	if len(newDigests) > 0 {
+		where = append(where, "new_data columns "+strings.Join(newDigests, ", "))
+	}
+	if len(oldDigests) > 0 {
+		where = append(where, "old_data columns "+strings.Join(oldDigests, ", "))
+	}
+	return fmt.Errorf("%w: change %s of row %s in %s stores %s only as digests, so it cannot be "+
+		"applied. changesync stores held and blocked changes whole, so this row was edited after it "+
+		"was recorded. Write the whole values back into change_events, or reject the change if it "+
+		"is the held one", ErrValueDigested, c.ID, c.RowKey, c.TableName, strings.Join(where, " and "))
 }
 
 func tuple(names []string, vals map[string]*string, missing change.Value) change.Tuple {

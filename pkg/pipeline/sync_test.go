@@ -53,6 +53,8 @@ type syncSetup struct {
 	partEvents int
 	validator  pipeline.Validator
 	metrics    *metrics.Pipeline
+	// auditMaxValueBytes is the pipeline's AuditMaxValueBytes; 0 stores every value whole.
+	auditMaxValueBytes int
 }
 
 // startSync creates both databases, runs the DDL and starts streaming.
@@ -110,7 +112,8 @@ func (e *syncEnv) startPipeline(setup syncSetup) {
 		opts = append(opts, pipeline.WithMetrics(setup.metrics))
 	}
 	e.store, e.applier, e.reader = st, applier, reader
-	p := pipeline.New(pipeline.Config{Name: "test", Slot: e.slot()}, reader, applier, st, opts...)
+	cfg := pipeline.Config{Name: "test", Slot: e.slot(), AuditMaxValueBytes: setup.auditMaxValueBytes}
+	p := pipeline.New(cfg, reader, applier, st, opts...)
 	err = p.Prepare(ctx, reader, pipeline.PrepareConfig{SourceURL: e.srcURL, Snapshot: setup.snapshot, Tables: tables})
 	if err != nil {
 		t.Fatal(err)

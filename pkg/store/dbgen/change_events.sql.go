@@ -271,6 +271,25 @@ func (q *Queries) ListPendingRows(ctx context.Context, pipeline string) ([]ListP
 	return items, nil
 }
 
+const updateChangeData = `-- name: UpdateChangeData :exec
+UPDATE change_events
+SET old_data = $2, new_data = $3
+WHERE id = $1
+`
+
+type UpdateChangeDataParams struct {
+	ID      uuid.UUID       `json:"id"`
+	OldData json.RawMessage `json:"old_data"`
+	NewData json.RawMessage `json:"new_data"`
+}
+
+// Replaces the recorded values of a change, such as with the digests of its long values
+// once a release has decided it.
+func (q *Queries) UpdateChangeData(ctx context.Context, arg UpdateChangeDataParams) error {
+	_, err := q.db.Exec(ctx, updateChangeData, arg.ID, arg.OldData, arg.NewData)
+	return err
+}
+
 const updateChangeDecision = `-- name: UpdateChangeDecision :exec
 UPDATE change_events
 SET status = $2, decided_by = $3, decision_reason = $4, target_table = $5, error = $6

@@ -237,9 +237,9 @@ type ChangeEvent struct {
 	// Target table as schema.table, unquoted. NULL until the change is mapped to a target.
 	TargetTable pgtype.Text `json:"target_table"`
 	ChangeType  ChangeType  `json:"change_type"`
-	// Known old column values as a JSON object of text values. NULL when the source sent no old tuple.
+	// Known old column values as a JSON object: text values as strings, NULL as null, and a value longer than audit.max_value_bytes as {"sha256": hex, "bytes": n} of its text form. Held and blocked changes store every value whole. NULL when the source sent no old tuple.
 	OldData json.RawMessage `json:"old_data"`
-	// Known new column values as a JSON object of text values. Unchanged TOAST values are left out.
+	// Known new column values as a JSON object: text values as strings, NULL as null, and a value longer than audit.max_value_bytes as {"sha256": hex, "bytes": n} of its text form. Held and blocked changes store every value whole. Unchanged TOAST values are left out.
 	NewData    json.RawMessage `json:"new_data"`
 	DetectedAt time.Time       `json:"detected_at"`
 	Status     ChangeStatus    `json:"status"`

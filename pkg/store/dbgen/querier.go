@@ -84,6 +84,9 @@ type Querier interface {
 	MarkOutboxRouted(ctx context.Context, arg MarkOutboxRoutedParams) error
 	MarkSyncLogUndone(ctx context.Context, ids []uuid.UUID) error
 	ScheduleRetry(ctx context.Context, arg ScheduleRetryParams) error
+	// Replaces the recorded values of a change, such as with the digests of its long values
+	// once a release has decided it.
+	UpdateChangeData(ctx context.Context, arg UpdateChangeDataParams) error
 	UpdateChangeDecision(ctx context.Context, arg UpdateChangeDecisionParams) error
 	// UpsertCheckpoint stores the checkpoint of a pipeline. It only moves forward: a commit
 	// LSN at or below the stored one leaves the row unchanged.
