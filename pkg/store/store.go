@@ -85,6 +85,7 @@ func poolConfig(url, schema string) (*pgxpool.Config, error) {
 
 	setSessionParams(cfg.ConnConfig, schema)
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		registerUUID(conn.TypeMap())
 		return registerEnums(ctx, conn, schema)
 	}
 	return cfg, nil
