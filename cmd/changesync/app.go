@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -93,7 +96,12 @@ func runSetup(ctx context.Context, a *app) error {
 	}
 	a.log.Info("publication and slot ready", "slot", a.cfg.Source.Slot,
 		"publication", a.cfg.Source.Publication, "slot_created", created)
-	return nil
+	if !created {
+		return nil
+	}
+	// A checkpoint left from an earlier slot of the same name would make run stream from
+	// the new slot without the initial copy.
+	return a.forgetCheckpoint(ctx, "the replication slot was created anew")
 }
 
 func runTeardown(ctx context.Context, a *app) error {
@@ -106,6 +114,36 @@ func runTeardown(ctx context.Context, a *app) error {
 	}
 	a.log.Info("publication and slot dropped", "slot", a.cfg.Source.Slot,
 		"publication", a.cfg.Source.Publication)
+	return a.forgetCheckpoint(ctx, "the replication slot was dropped")
+}
+
+// sqlstateUndefinedTable is the SQLSTATE of a query on a table that does not exist.
+const sqlstateUndefinedTable = "42P01"
+
+// forgetCheckpoint deletes the pipeline's checkpoint, because the slot it belongs to is
+// gone. Without a checkpoint, the next run copies the tables again when source.snapshot
+// is initial. A metadata schema that was never migrated has nothing to delete.
+func (a *app) forgetCheckpoint(ctx context.Context, why string) error {
+	st, err := store.Open(ctx, a.cfg.Target.URL, a.cfg.Target.Schema)
+	if err != nil {
+		return fmt.Errorf("%s, but the checkpoint of pipeline %s was not deleted: %w; delete "+
+			"it before the next run with DELETE FROM %s.checkpoints WHERE pipeline = '%s'",
+			why, a.cfg.Pipeline, err, pgx.Identifier{a.cfg.Target.Schema}.Sanitize(), a.cfg.Pipeline)
+	}
+	defer st.Close()
+	deleted, err := st.Queries(st.Pool).DeleteCheckpoint(ctx, a.cfg.Pipeline)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == sqlstateUndefinedTable {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s, but the checkpoint of pipeline %s was not deleted: %w",
+			why, a.cfg.Pipeline, err)
+	}
+	if deleted > 0 {
+		a.log.Info("checkpoint deleted, so the next run starts as a new pipeline",
+			"pipeline", a.cfg.Pipeline, "reason", why)
+	}
 	return nil
 }
 

@@ -461,3 +461,64 @@ func TestStandbyTakesOverWhenActiveDies(t *testing.T) {
 		t.Errorf("standby exit after SIGTERM: %v", err)
 	}
 }
+
+// runCommand runs a changesync command with the source and target URLs in its
+// environment and fails the test when it exits with an error.
+func runCommand(t *testing.T, sourceURL, targetURL string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "CHANGESYNC_SOURCE_URL="+sourceURL, "CHANGESYNC_TARGET_URL="+targetURL)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("changesync %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestTeardownThenSetupCopiesAgain(t *testing.T) {
+	sourceURL, targetURL := pgtest.NewDB(t), pgtest.NewDB(t)
+	src, dst := connect(t, sourceURL), connect(t, targetURL)
+	ctx := context.Background()
+	for _, conn := range []*pgx.Conn{src, dst} {
+		if _, err := conn.Exec(ctx, "CREATE TABLE items (id int PRIMARY KEY, v text)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.Exec(ctx, "INSERT INTO items SELECT g, 'v' || g FROM generate_series(1, 1000) g"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, "source: {slot: recopy, snapshot: initial}\ntables: [{source: public.items}]\n")
+	count := func() int {
+		var n int
+		if err := dst.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil {
+			return -1
+		}
+		return n
+	}
+
+	s := startSidecar(t, cfg, sourceURL, targetURL)
+	waitUntil(t, 60*time.Second, "the initial copy", s, func() bool { return count() == 1000 })
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("sidecar exit after SIGTERM: %v; log:\n%s", err, tail(s.log.String(), 4000))
+	}
+
+	// The recovery of a lost slot: drop slot and publication, empty the target, start over.
+	out := runCommand(t, sourceURL, targetURL, "teardown", "--config", cfg)
+	if !strings.Contains(out, "checkpoint deleted") {
+		t.Errorf("teardown output does not report the deleted checkpoint:\n%s", out)
+	}
+	if _, err := dst.Exec(ctx, "TRUNCATE items"); err != nil {
+		t.Fatal(err)
+	}
+	runCommand(t, sourceURL, targetURL, "setup", "--config", cfg)
+
+	s = startSidecar(t, cfg, sourceURL, targetURL)
+	waitUntil(t, 60*time.Second, "the second initial copy", s, func() bool { return count() == 1000 })
+	if _, err := src.Exec(ctx, "UPDATE items SET v = 'after' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the update after the copy", s, func() bool {
+		var v string
+		return dst.QueryRow(ctx, "SELECT v FROM items WHERE id = 1").Scan(&v) == nil && v == "after"
+	})
+}

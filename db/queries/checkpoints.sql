@@ -14,6 +14,6 @@ SET slot = excluded.slot,
     updated_at = excluded.updated_at
 WHERE checkpoints.commit_lsn < excluded.commit_lsn;
 
--- name: DeleteCheckpoint :exec
+-- name: DeleteCheckpoint :execrows
 DELETE FROM checkpoints
 WHERE pipeline = $1;

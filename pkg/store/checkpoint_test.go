@@ -67,8 +67,12 @@ func TestDeleteCheckpoint(t *testing.T) {
 	if err := SaveCheckpoint(ctx, s.Pool, "crm", "changesync", 0x200, 0x228); err != nil {
 		t.Fatalf("SaveCheckpoint: %v", err)
 	}
-	if err := s.Queries(s.Pool).DeleteCheckpoint(ctx, "crm"); err != nil {
+	deleted, err := s.Queries(s.Pool).DeleteCheckpoint(ctx, "crm")
+	if err != nil {
 		t.Fatalf("DeleteCheckpoint: %v", err)
+	}
+	if deleted != 1 {
+		t.Errorf("DeleteCheckpoint deleted %d rows, want 1", deleted)
 	}
 	_, _, found, err := s.Checkpoint(ctx, "crm")
 	if err != nil {

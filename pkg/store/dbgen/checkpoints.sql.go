@@ -9,14 +9,17 @@ import (
 	"context"
 )
 
-const deleteCheckpoint = `-- name: DeleteCheckpoint :exec
+const deleteCheckpoint = `-- name: DeleteCheckpoint :execrows
 DELETE FROM checkpoints
 WHERE pipeline = $1
 `
 
-func (q *Queries) DeleteCheckpoint(ctx context.Context, pipeline string) error {
-	_, err := q.db.Exec(ctx, deleteCheckpoint, pipeline)
-	return err
+func (q *Queries) DeleteCheckpoint(ctx context.Context, pipeline string) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteCheckpoint, pipeline)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const getCheckpoint = `-- name: GetCheckpoint :one

@@ -19,7 +19,7 @@ type Querier interface {
 	CountChangeEvents(ctx context.Context, pipeline string) (int64, error)
 	CountPendingDeliveries(ctx context.Context) ([]CountPendingDeliveriesRow, error)
 	CountPendingOutbox(ctx context.Context) (int64, error)
-	DeleteCheckpoint(ctx context.Context, pipeline string) error
+	DeleteCheckpoint(ctx context.Context, pipeline string) (int64, error)
 	// Gives up on the pending deliveries of destinations that are no longer configured, which
 	// would otherwise stay pending for ever.
 	FailRemovedDestinations(ctx context.Context, configured []string) (int64, error)
