@@ -134,7 +134,7 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestLoadExplicitZeroes(t *testing.T) {
 	cfg, err := Parse([]byte(`
-source: {url: "postgres://crm@db/crm", heartbeat: 0s, slot: orders_sync, streaming: false}
+source: {url: "postgres://crm@db/crm", heartbeat: 0, slot: orders_sync, streaming: false}
 target: {url: "postgres://billing@db/billing"}
 tables: [{source: crm.orders}]
 apply: {batch_max_wait: 0s}
@@ -342,6 +342,7 @@ func TestLoadRejects(t *testing.T) {
 		{"status interval too long", "source: {url: 'postgres://crm@db/crm', status_interval: 30s}", "source.status_interval: invalid duration 30s: use more than 0 and at most 10s"},
 		{"status interval zero", "source: {url: 'postgres://crm@db/crm', status_interval: 0s}", "source.status_interval: invalid duration 0s"},
 		{"missing spill dir", "source: {url: 'postgres://crm@db/crm', spill_dir: /nonexistent/spill}", `source.spill_dir: "/nonexistent/spill" is not a directory: create it`},
+		{"number as heartbeat", "source: {url: 'postgres://crm@db/crm', heartbeat: 30}", `source.heartbeat: invalid value "30": use a duration such as 10s`},
 		{"negative heartbeat", "source: {url: 'postgres://crm@db/crm', heartbeat: -1s}", "source.heartbeat: invalid duration -1s: use 0 or more"},
 		{"bad source url", "source: {url: 'postgres://crm@db:port/crm'}", `source.url: invalid connection string`},
 		{"bad target url", "target: {url: 'host=db sslmode=sometimes'}", `target.url: invalid connection string host=db sslmode=sometimes`},

@@ -66,6 +66,11 @@ func (c *shapeChecker) check(n *yaml.Node, t reflect.Type, path string) {
 	case t == tableNameType:
 		c.checkTableName(n, path)
 	case t == durationType:
+		// yaml.v3 decodes no plain number into a duration, but a bare 0 is clear, and
+		// the documentation uses it to turn a feature off.
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!int" && n.Value == "0" {
+			n.Tag, n.Value = "!!str", "0s"
+		}
 		c.checkScalar(n, t, path, "a duration such as 10s, 500ms or 1m30s")
 	case t.Kind() == reflect.Struct:
 		c.checkStruct(n, t, path)
