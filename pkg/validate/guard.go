@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/config"
@@ -74,15 +75,24 @@ func (g *Guard) check(tx *change.Tx, counts []tableCount) (change.Decision, *Ale
 		count, limit, format := 0, 0, ""
 		switch {
 		case g.maxRows > 0 && c.rows > g.maxRows:
-			count, limit, format = c.rows, g.maxRows, "changes %d rows of %s, more than guard.max_rows_per_tx %d"
+			count, limit, format = c.rows, g.maxRows, "changes %s rows of %s, more than guard.max_rows_per_tx %d"
 		case g.maxDeletes > 0 && c.deletes > g.maxDeletes:
-			count, limit, format = c.deletes, g.maxDeletes, "deletes %d rows of %s, more than guard.max_deletes_per_tx %d"
+			count, limit, format = c.deletes, g.maxDeletes, "deletes %s rows of %s, more than guard.max_deletes_per_tx %d"
 		default:
 			continue
 		}
 
-		reason := fmt.Sprintf("transaction %d "+format+", so the guard gives each of its %d changes the verdict %s",
-			tx.Xid, count, c.table, limit, len(tx.Events), g.action)
+		// A transaction in parts is decided at the part that crosses the limit, before
+		// its total is known.
+		counted, changes := strconv.Itoa(count), strconv.Itoa(len(tx.Events))+" changes"
+		if tx.More {
+			counted = "at least " + counted
+		}
+		if tx.More || tx.FirstSeq > 0 {
+			changes = "changes"
+		}
+		reason := fmt.Sprintf("transaction %d "+format+", so the guard gives each of its %s the verdict %s",
+			tx.Xid, counted, c.table, limit, changes, g.action)
 		dec := change.Decision{Verdict: g.action, Reason: reason, DecidedBy: BulkDecider}
 		alert := &Alert{
 			Kind: AlertBulk, Table: c.table, Xid: tx.Xid, ThreadID: tx.ThreadID,

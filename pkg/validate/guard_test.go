@@ -213,3 +213,28 @@ func TestBurstOff(t *testing.T) {
 		t.Errorf("got %d alerts with burst detection off, want none", n)
 	}
 }
+
+func TestGuardReasonForTransactionInParts(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Guard.MaxRowsPerTx = 1000
+	a := newAgent(t, cfg, WithAlerts(&alertLog{}))
+
+	whole := bulkTx(11, 1500, 0)
+	ctx := context.Background()
+	var reason string
+	for start := 0; start < len(whole.Events); start += 500 {
+		part := *whole
+		part.FirstSeq = start
+		part.Events = whole.Events[start:min(start+500, len(whole.Events))]
+		part.More = start+500 < len(whole.Events)
+		if got := a.Validate(ctx, &part, &part.Events[0]); got.DecidedBy == BulkDecider {
+			reason = got.Reason
+			break
+		}
+	}
+	want := "transaction 11 changes at least 1500 rows of crm.customers, more than " +
+		"guard.max_rows_per_tx 1000, so the guard gives each of its changes the verdict hold"
+	if reason != want {
+		t.Errorf("reason = %q, want %q: a part knows no total", reason, want)
+	}
+}
