@@ -246,6 +246,7 @@ func runSidecar(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	pipelineMetrics.SetCaughtUp(metrics.CaughtUp(r))
 	source, err := pgxpool.New(ctx, a.cfg.Source.URL)
 	if err != nil {
 		return fmt.Errorf("connect to the source for metrics: %w", err)

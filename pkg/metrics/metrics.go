@@ -6,6 +6,8 @@ package metrics
 import (
 	"context"
 	"log/slog"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,8 +24,11 @@ type Pipeline struct {
 	changes      *prometheus.CounterVec
 	batchSize    prometheus.Histogram
 	batchSeconds prometheus.Histogram
-	lagSeconds   prometheus.Gauge
+	lagSeconds   prometheus.GaugeFunc
 	snapshotRows *prometheus.GaugeVec
+
+	lastLag  atomic.Uint64 // float64 bits of the lag of the last applied transaction
+	caughtUp atomic.Pointer[func() bool]
 }
 
 // NewPipeline registers the pipeline's metrics with reg, labelled with the pipeline name.
@@ -45,15 +50,16 @@ func NewPipeline(reg prometheus.Registerer, pipeline string) (*Pipeline, error) 
 			Help:    "Time to apply and commit one target transaction.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}),
-		lagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "changesync_lag_seconds",
-			Help: "Time from the source commit to the target commit of the last applied transaction.",
-		}),
 		snapshotRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "changesync_snapshot_rows",
 			Help: "Rows of the initial snapshot copy of a table: copied so far, and the planner's estimate.",
 		}, []string{"table", "kind"}),
 	}
+	m.lagSeconds = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "changesync_lag_seconds",
+		Help: "Time from the source commit to the target commit of the last applied transaction; " +
+			"0 while everything the source sent is applied.",
+	}, m.lag)
 	for _, c := range []prometheus.Collector{m.changes, m.batchSize, m.batchSeconds, m.lagSeconds, m.snapshotRows} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -78,7 +84,34 @@ func (m *Pipeline) Batch(changes int, elapsed time.Duration, sourceCommit time.T
 	m.batchSize.Observe(float64(changes))
 	m.batchSeconds.Observe(elapsed.Seconds())
 	if !sourceCommit.IsZero() {
-		m.lagSeconds.Set(max(time.Since(sourceCommit).Seconds(), 0))
+		m.lastLag.Store(math.Float64bits(max(time.Since(sourceCommit).Seconds(), 0)))
+	}
+}
+
+// SetCaughtUp sets the function that reports whether everything the source sent is
+// applied. While it returns true the lag is 0, so that the lag of the last transaction
+// does not stay on the gauge while the source is idle.
+func (m *Pipeline) SetCaughtUp(caughtUp func() bool) {
+	if m != nil {
+		m.caughtUp.Store(&caughtUp)
+	}
+}
+
+// lag returns the value of changesync_lag_seconds.
+func (m *Pipeline) lag() float64 {
+	if f := m.caughtUp.Load(); f != nil && (*f)() {
+		return 0
+	}
+	return math.Float64frombits(m.lastLag.Load())
+}
+
+// CaughtUp reports whether a reader has confirmed everything up to the source's WAL end
+// of its last message: every transaction it sent is applied, and the heartbeat confirms
+// the WAL of other tables and databases.
+func CaughtUp(r *capture.Reader) func() bool {
+	return func() bool {
+		st := r.Stats()
+		return st.ServerWALEnd > 0 && st.Confirmed >= st.ServerWALEnd
 	}
 }
 
