@@ -42,8 +42,8 @@ type decoder struct {
 	// partEvents is the number of events after which an open transaction is handed on
 	// as a part, so that a large transaction never sits in memory whole; 0 never cuts.
 	partEvents int
-	// spillDir is where streamed transactions are kept until they end; empty means the
-	// system's temporary directory.
+	// spillDir is the directory of the spill files of streamed transactions; empty means
+	// the system's temporary directory.
 	spillDir   string
 	streams    map[uint32]*spill // streamed transactions by xid, until commit or abort
 	stream     *spill            // the transaction between StreamStart and StreamStop
