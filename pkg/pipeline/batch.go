@@ -160,11 +160,12 @@ func (p *Pipeline) finish(ctx context.Context, dbtx pgx.Tx, last *change.Tx, txs
 // are released once written, so memory stays bounded whatever the transaction's size.
 // The target transaction commits with the last part. Consumed parts cannot be read
 // again, so a failure returns errRestart, and the stream restarts from the checkpoint.
-func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, txs <-chan *change.Tx) error {
+func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, batches <-chan []*change.Tx,
+) error {
 	last := batch[len(batch)-1]
 	if last.CommitLSN <= p.checkpoint {
 		// A replay of a transaction applied before: its parts are only passed over.
-		return p.skipParts(ctx, group, last, txs)
+		return p.skipParts(ctx, group, last, batches)
 	}
 	work := context.WithoutCancel(ctx)
 	dbtx, err := p.store.Pool.Begin(work)
@@ -205,7 +206,7 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, t
 		if !last.More {
 			break
 		}
-		part, err := p.nextPart(ctx, group, last, txs)
+		part, err := p.nextPart(ctx, group, last, batches)
 		if part == nil {
 			return err // nil on shutdown: nothing of the transaction is committed or confirmed
 		}
@@ -234,17 +235,18 @@ func bulkDecided(rows []dbgen.InsertChangeEventsParams, tx *change.Tx) bool {
 // applied, because the stream sent the transaction again after a reconnect, are dropped.
 // It returns nil and a nil error when ctx or group ends first, and errRestart when a
 // transaction other than prev's arrives.
-func (p *Pipeline) nextPart(ctx, group context.Context, prev *change.Tx, txs <-chan *change.Tx,
+func (p *Pipeline) nextPart(ctx, group context.Context, prev *change.Tx, batches <-chan []*change.Tx,
 ) (*change.Tx, error) {
 	select {
 	case <-ctx.Done():
 		return nil, nil
 	case <-group.Done():
 		return nil, nil
-	case part := <-txs:
-		if part.CommitLSN != prev.CommitLSN {
+	case batch := <-batches:
+		part := batch[0]
+		if part.CommitLSN != prev.CommitLSN || len(batch) > 1 {
 			return nil, fmt.Errorf("%w: transaction %s arrived before the last part of %s",
-				errRestart, part.CommitLSN, prev.CommitLSN)
+				errRestart, batch[len(batch)-1].CommitLSN, prev.CommitLSN)
 		}
 		next := prev.FirstSeq + len(prev.Events)
 		skip := min(max(next-part.FirstSeq, 0), len(part.Events))
@@ -256,9 +258,9 @@ func (p *Pipeline) nextPart(ctx, group context.Context, prev *change.Tx, txs <-c
 
 // skipParts passes over the remaining parts of a transaction at or below the checkpoint
 // and confirms its end.
-func (p *Pipeline) skipParts(ctx, group context.Context, last *change.Tx, txs <-chan *change.Tx) error {
+func (p *Pipeline) skipParts(ctx, group context.Context, last *change.Tx, batches <-chan []*change.Tx) error {
 	for last.More {
-		part, err := p.nextPart(ctx, group, last, txs)
+		part, err := p.nextPart(ctx, group, last, batches)
 		if part == nil {
 			return err
 		}

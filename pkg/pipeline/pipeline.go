@@ -51,7 +51,8 @@ type Config struct {
 	// BatchMaxEvents caps the row events of one target transaction. A batch always takes
 	// whole source transactions, so one large transaction can exceed it.
 	BatchMaxEvents int
-	// QueueSize is the number of decoded transactions buffered between capture and apply.
+	// QueueSize is the number of decoded transactions buffered between capture and apply,
+	// besides the batch that grows while the previous one commits.
 	QueueSize int
 	// AuditMaxValueBytes is the longest text form of a value, in bytes, that change_events
 	// stores whole. A longer one is stored as a change.ValueDigest unless the change is
@@ -142,6 +143,7 @@ func (p *Pipeline) runStream(ctx context.Context) error {
 		"checkpoint_lsn", commit.String(), "has_checkpoint", found)
 
 	txs := make(chan *change.Tx, p.cfg.QueueSize)
+	batches := make(chan []*change.Tx)
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	streamCtx, stopStream := context.WithCancel(gctx)
 	g.Go(func() error {
@@ -152,8 +154,12 @@ func (p *Pipeline) runStream(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
+		p.batchTxs(streamCtx, txs, batches)
+		return nil
+	})
+	g.Go(func() error {
 		defer stopStream()
-		return p.applyLoop(ctx, gctx, txs)
+		return p.applyLoop(ctx, gctx, batches)
 	})
 	err = g.Wait()
 	p.log.Info("pipeline stopped", "pipeline", p.cfg.Name, "checkpoint_lsn", p.checkpoint.String())
@@ -161,16 +167,16 @@ func (p *Pipeline) runStream(ctx context.Context) error {
 }
 
 // applyLoop commits batches until ctx (shutdown) or group (a failed stream) ends.
-func (p *Pipeline) applyLoop(ctx, group context.Context, txs <-chan *change.Tx) error {
+func (p *Pipeline) applyLoop(ctx, group context.Context, batches <-chan []*change.Tx) error {
 	for {
-		batch := p.collect(ctx, group, txs)
+		batch := p.collect(ctx, group, batches)
 		if batch == nil {
 			return nil
 		}
 		commit := p.commitWithRetry
 		if batch[len(batch)-1].More {
 			commit = func(ctx, group context.Context, batch []*change.Tx) error {
-				return p.commitLarge(ctx, group, batch, txs)
+				return p.commitLarge(ctx, group, batch, batches)
 			}
 		}
 		if err := commit(ctx, group, batch); err != nil {
@@ -179,31 +185,73 @@ func (p *Pipeline) applyLoop(ctx, group context.Context, txs <-chan *change.Tx) 
 	}
 }
 
-// collect waits for one transaction, then takes what else is already queued, up to the
-// batch size. It returns nil when ctx or group ends first. Under a backlog batches fill
-// up; on a quiet source each transaction is committed as soon as it arrives.
-func (p *Pipeline) collect(ctx, group context.Context, txs <-chan *change.Tx) []*change.Tx {
-	var batch []*change.Tx
+// collect waits for the next batch. It returns nil when ctx or group ends first.
+func (p *Pipeline) collect(ctx, group context.Context, batches <-chan []*change.Tx) []*change.Tx {
 	select {
 	case <-ctx.Done():
 		return nil
 	case <-group.Done():
 		return nil
-	case tx := <-txs:
-		batch = append(batch, tx)
+	case batch := <-batches:
+		return batch
 	}
-	events := len(batch[0].Events)
-	// A transaction that arrives in parts ends the batch: its parts follow on txs.
-	for events < p.cfg.BatchMaxEvents && !batch[len(batch)-1].More {
+}
+
+// batchTxs groups the transactions from txs into batches of up to BatchMaxEvents events
+// and hands each to batches as soon as the apply loop takes it, until ctx ends. While
+// the apply loop commits one batch, the next one grows. So under a backlog batches fill
+// up however few events each transaction has, and on a quiet source each transaction is
+// committed as soon as it arrives.
+//
+// A part of a large transaction ends its batch, and each later part of it is a batch of
+// its own, which commitLarge takes with nextPart.
+func (p *Pipeline) batchTxs(ctx context.Context, txs <-chan *change.Tx, batches chan<- []*change.Tx) {
+	var pending []*change.Tx
+	events := 0
+	add := func(tx *change.Tx) {
+		pending = append(pending, tx)
+		events += len(tx.Events)
+	}
+	for {
+		// Take what is already queued before offering the batch.
+	queued:
+		for !p.batchClosed(pending, events) {
+			select {
+			case tx := <-txs:
+				add(tx)
+			default:
+				break queued
+			}
+		}
+
+		var in <-chan *change.Tx
+		if !p.batchClosed(pending, events) {
+			in = txs
+		}
+		var out chan<- []*change.Tx
+		if len(pending) > 0 {
+			out = batches
+		}
 		select {
-		case tx := <-txs:
-			batch = append(batch, tx)
-			events += len(tx.Events)
-		default:
-			return batch
+		case <-ctx.Done():
+			return
+		case tx := <-in:
+			add(tx)
+		case out <- pending:
+			pending, events = nil, 0
 		}
 	}
-	return batch
+}
+
+// batchClosed reports whether a batch of the given number of events takes no more
+// transactions. It is closed once it has BatchMaxEvents events, when it ends with a part
+// of a transaction, and when it starts with a later part of one (only later parts have a
+// FirstSeq above 0).
+func (p *Pipeline) batchClosed(batch []*change.Tx, events int) bool {
+	if len(batch) == 0 {
+		return false
+	}
+	return events >= p.cfg.BatchMaxEvents || batch[len(batch)-1].More || batch[0].FirstSeq > 0
 }
 
 // commitWithRetry commits a batch, retrying with backoff while the target fails. A
