@@ -84,8 +84,9 @@ func (r *Reader) classify(step string, err error) error {
 		return &PermanentError{
 			Kind:   ErrPermission,
 			Detail: fmt.Sprintf("%s as role %q", step, r.connCfg.User),
-			Hint: "the role needs the REPLICATION attribute to stream, " +
-				"and ownership of the tables to create or alter the publication",
+			Hint: "the role needs the REPLICATION attribute to stream, ownership of the " +
+				"tables to create the publication, and ownership of the publication and the " +
+				"tables to add tables to it",
 			Err: err,
 		}
 	case code == sqlstateInvalidCatalogName:

@@ -215,7 +215,8 @@ func (r *Reader) Teardown(ctx context.Context) error {
 	}
 	defer closeConn(conn)
 
-	if err := r.dropSlot(ctx, conn); err != nil {
+	slotDropped, err := r.dropSlot(ctx, conn)
+	if err != nil {
 		return err
 	}
 
@@ -225,10 +226,35 @@ func (r *Reader) Teardown(ctx context.Context) error {
 	}
 	sql := "DROP PUBLICATION " + pgx.Identifier{r.cfg.Publication}.Sanitize()
 	if _, err := conn.Exec(ctx, sql); err != nil {
-		return r.classify("drop publication "+r.cfg.Publication, err)
+		return r.errDropPublication(err, slotDropped)
 	}
 	r.log.Info("publication dropped", logPublication, r.cfg.Publication)
 	return nil
+}
+
+// errDropPublication classifies a failed DROP PUBLICATION, and its message states whether
+// the slot was dropped before it. A permission error gets its own hint, because dropping a
+// publication needs ownership of it, which neither REPLICATION nor ownership of the
+// tables gives.
+func (r *Reader) errDropPublication(err error, slotDropped bool) error {
+	step := "drop publication " + r.cfg.Publication
+	if slotDropped {
+		step = "replication slot " + r.cfg.Slot + " is dropped, but " + step
+	}
+	if sqlstate(err) != sqlstateInsufficientPrivilege {
+		return r.classify(step, err)
+	}
+
+	publication := pgx.Identifier{r.cfg.Publication}.Sanitize()
+	return &PermanentError{
+		Kind:   ErrPermission,
+		Detail: fmt.Sprintf("%s as role %q", step, r.connCfg.User),
+		Hint: fmt.Sprintf("dropping a publication needs ownership of it, so run DROP PUBLICATION "+
+			"%s as its owner or a superuser, or ALTER PUBLICATION %s OWNER TO %s; then run "+
+			"changesync teardown again, which deletes the pipeline's checkpoint",
+			publication, publication, pgx.Identifier{r.connCfg.User}.Sanitize()),
+		Err: err,
+	}
 }
 
 // DropSlot drops the replication slot when it exists and leaves the publication, which
@@ -239,24 +265,26 @@ func (r *Reader) DropSlot(ctx context.Context) error {
 		return err
 	}
 	defer closeConn(conn)
-	return r.dropSlot(ctx, conn)
+	_, err = r.dropSlot(ctx, conn)
+	return err
 }
 
-func (r *Reader) dropSlot(ctx context.Context, conn *pgx.Conn) error {
+// dropSlot drops the slot when it exists and reports whether it did.
+func (r *Reader) dropSlot(ctx context.Context, conn *pgx.Conn) (dropped bool, err error) {
 	st, err := r.readSlot(ctx, conn)
 	if err != nil || !st.exists {
-		return err
+		return false, err
 	}
 	if st.activePID != 0 {
-		return fmt.Errorf("drop replication slot %s: process %d is streaming from it, "+
+		return false, fmt.Errorf("drop replication slot %s: process %d is streaming from it, "+
 			"so stop the changesync that reads the slot first", r.cfg.Slot, st.activePID)
 	}
 
 	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", r.cfg.Slot); err != nil {
-		return r.classify("drop replication slot "+r.cfg.Slot, err)
+		return false, r.classify("drop replication slot "+r.cfg.Slot, err)
 	}
 	r.log.Info("replication slot dropped", logSlot, r.cfg.Slot)
-	return nil
+	return true, nil
 }
 
 // tableList returns the tables quoted and separated by commas, for SQL.

@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"errors"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/pgtest"
 )
 
 const twoTables = `CREATE TABLE public.a (id int PRIMARY KEY, v text);
@@ -211,6 +213,43 @@ func TestTeardownRefusesActiveSlot(t *testing.T) {
 	}
 	if got := f.slotCount(); got != 1 {
 		t.Errorf("slots = %d, want the active slot kept", got)
+	}
+}
+
+func TestTeardownPublicationOfAnotherOwner(t *testing.T) {
+	f := newFixture(t, twoTables, "public.a")
+	f.setup() // as the superuser, which then owns the publication
+	role := pgtest.DatabaseName("teardown_role")
+	f.exec(`CREATE ROLE ` + role + ` LOGIN REPLICATION`)
+	t.Cleanup(func() { f.exec("DROP ROLE IF EXISTS " + role) })
+	u, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	f.cfg.URL = u.String()
+
+	err = f.reader().Teardown(f.ctx())
+	if !isPermanent(err, ErrPermission) {
+		t.Fatalf("Teardown = %v, want ErrPermission", err)
+	}
+	for _, want := range []string{
+		"replication slot cs_slot is dropped",
+		"dropping a publication needs ownership of it",
+		`ALTER PUBLICATION "cs_pub" OWNER TO "` + role + `"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "REPLICATION attribute") {
+		t.Errorf("error %q blames the REPLICATION attribute, which the role has", err)
+	}
+	if got := f.slotCount(); got != 0 {
+		t.Errorf("slots = %d, want the slot dropped", got)
+	}
+	if got := f.publicationCount(); got != 1 {
+		t.Errorf("publications = %d, want the publication kept", got)
 	}
 }
 
