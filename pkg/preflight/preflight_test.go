@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/datasense/changesync/pkg/capture"
+	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/config"
 	"github.com/datasense/changesync/pkg/pgtest"
 )
@@ -24,8 +26,7 @@ const (
 CREATE TABLE crm.customers (id int PRIMARY KEY, name text NOT NULL, address text, zip text,
 	password_hash text);`
 	targetDDL = `CREATE SCHEMA billing;
-CREATE TABLE billing.customers (id bigint PRIMARY KEY, name varchar(200), billing_address text,
-	zip varchar(10));`
+CREATE TABLE billing.customers (id bigint PRIMARY KEY, name text, billing_address text, zip text);`
 	customersTable = `
 tables:
   - source: crm.customers
@@ -380,23 +381,32 @@ CREATE TABLE billing.customers (id bigint PRIMARY KEY, name text, billing_addres
 			t.Errorf("detail = %q, want it to contain %q", res.Detail, want)
 		}
 	}
+	if want := `ALTER TABLE "billing"."customers" ALTER COLUMN "zip" TYPE text`; !strings.Contains(res.Fix, want) {
+		t.Errorf("fix = %q, want it to contain %q", res.Fix, want)
+	}
+	if strings.Contains(res.Fix, "transform") {
+		t.Errorf("fix = %q suggests a transform, which changesync does not apply", res.Fix)
+	}
 	if !report.OK() {
 		t.Error("report is not OK although the target table only warns")
 	}
 }
 
-func TestCheckRoleWithoutReplication(t *testing.T) {
-	d := newDatabases(t, sourceDDL, targetDDL)
-	role := "norepl_" + d.slot
+// useSourceRole creates a login role with the given attributes, such as "REPLICATION",
+// runs grants as the superuser with every %[1]s replaced by the quoted role, and points
+// d.sourceURL at the role. It returns the role and the superuser's source URL.
+func useSourceRole(t *testing.T, d *databases, prefix, attributes, grants string) (role, superuserURL string) {
+	t.Helper()
+	role = prefix + "_" + d.slot
 	if len(role) > 63 {
 		role = role[:63]
 	}
-	execSQL(t, d.sourceURL, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN; "+
-		"GRANT SELECT ON crm.customers TO "+pgx.Identifier{role}.Sanitize())
-	superuserURL := d.sourceURL
+	quoted := pgx.Identifier{role}.Sanitize()
+	superuserURL = d.sourceURL
+	execSQL(t, superuserURL, "CREATE ROLE "+quoted+" LOGIN "+attributes+"; "+fmt.Sprintf(grants, quoted))
 	t.Cleanup(func() {
-		execSQL(t, superuserURL, "DROP OWNED BY "+pgx.Identifier{role}.Sanitize())
-		execSQL(t, pgtest.Server(t).URL("postgres"), "DROP ROLE "+pgx.Identifier{role}.Sanitize())
+		execSQL(t, superuserURL, "DROP OWNED BY "+quoted)
+		execSQL(t, pgtest.Server(t).URL("postgres"), "DROP ROLE "+quoted)
 	})
 
 	u, err := url.Parse(d.sourceURL)
@@ -405,33 +415,181 @@ func TestCheckRoleWithoutReplication(t *testing.T) {
 	}
 	u.User = url.User(role)
 	d.sourceURL = u.String()
+	return role, superuserURL
+}
+
+func TestCheckRoleWithoutReplication(t *testing.T) {
+	d := newDatabases(t, sourceDDL, targetDDL)
+	role, superuserURL := useSourceRole(t, &d, "norepl", "", "GRANT SELECT ON crm.customers TO %[1]s")
+	quoted := pgx.Identifier{role}.Sanitize()
 	report := check(t, d.config(t, customersTable))
 
 	res := result(t, report, "source replication role")
 	if res.OK {
 		t.Fatalf("replication role check passed for %s: %q", role, res.Detail)
 	}
-	want := "ALTER ROLE " + pgx.Identifier{role}.Sanitize() + " REPLICATION"
+	want := "ALTER ROLE " + quoted + " REPLICATION"
 	if !strings.Contains(res.Fix, want) {
 		t.Errorf("fix = %q, want it to contain %q", res.Fix, want)
-	}
-	pub := result(t, report, "publication changesync")
-	if pub.OK {
-		t.Errorf("publication check passed although %s may not create the publication: %q", role, pub.Detail)
 	}
 	if report.OK() {
 		t.Error("report is OK for a role without REPLICATION")
 	}
 
+	// The first report names everything the role lacks to create the publication.
+	pub := result(t, report, "publication changesync")
+	if pub.OK {
+		t.Errorf("publication check passed although %s may not create the publication: %q", role, pub.Detail)
+	}
+	database := databaseName(t, superuserURL)
+	for _, want := range []string{"CREATE on database " + database, "ownership of crm.customers"} {
+		if !strings.Contains(pub.Detail, want) {
+			t.Errorf("publication detail = %q, want it to contain %q", pub.Detail, want)
+		}
+	}
+	for _, want := range []string{
+		`CREATE PUBLICATION "changesync" FOR TABLE "crm"."customers"`,
+		"GRANT CREATE ON DATABASE " + pgx.Identifier{database}.Sanitize() + " TO " + quoted,
+		`ALTER TABLE "crm"."customers" OWNER TO ` + quoted,
+	} {
+		if !strings.Contains(pub.Fix, want) {
+			t.Errorf("publication fix = %q, want it to contain %q", pub.Fix, want)
+		}
+	}
+	if strings.Contains(pub.Fix, "publish_via_partition_root") {
+		t.Errorf("publication fix = %q sets publish_via_partition_root without a partitioned table", pub.Fix)
+	}
+
 	// With CREATE on the database, ownership of the tables is still missing.
-	execSQL(t, superuserURL, "GRANT CREATE ON DATABASE "+pgx.Identifier{databaseName(t, superuserURL)}.Sanitize()+
-		" TO "+pgx.Identifier{role}.Sanitize())
+	execSQL(t, superuserURL, "GRANT CREATE ON DATABASE "+pgx.Identifier{database}.Sanitize()+" TO "+quoted)
 	pub = result(t, check(t, d.config(t, customersTable)), "publication changesync")
-	if pub.OK || !strings.Contains(pub.Detail, "does not own crm.customers") {
+	if pub.OK || !strings.Contains(pub.Detail, "lacks ownership of crm.customers") {
 		t.Errorf("publication: OK %v, detail %q; want a failure naming the table it does not own", pub.OK, pub.Detail)
 	}
-	if !strings.Contains(pub.Fix, `CREATE PUBLICATION "changesync" FOR TABLE "crm"."customers"`) {
-		t.Errorf("publication fix = %q, want the CREATE PUBLICATION command", pub.Fix)
+	if strings.Contains(pub.Fix, "GRANT CREATE ON DATABASE") {
+		t.Errorf("publication fix = %q still grants CREATE on the database", pub.Fix)
+	}
+}
+
+func TestCheckPublicationOfAnotherOwner(t *testing.T) {
+	d := newDatabases(t, sourceDDL+"CREATE TABLE crm.orders (id int PRIMARY KEY);"+
+		"CREATE PUBLICATION changesync FOR TABLE crm.customers;", targetDDL+
+		"CREATE TABLE billing.orders (id int PRIMARY KEY);")
+	role, _ := useSourceRole(t, &d, "notowner", "REPLICATION",
+		"GRANT SELECT ON crm.customers, crm.orders TO %[1]s; ALTER TABLE crm.orders OWNER TO %[1]s")
+	report := check(t, d.config(t, customersTable+"  - source: crm.orders\n    target: billing.orders\n"))
+
+	pub := result(t, report, "publication changesync")
+	if pub.OK {
+		t.Fatalf("publication check passed although %s may not add crm.orders: %q", role, pub.Detail)
+	}
+	if !strings.Contains(pub.Detail, "lacks ownership of the publication") {
+		t.Errorf("publication detail = %q, want it to name the ownership of the publication", pub.Detail)
+	}
+	if want := `ALTER PUBLICATION "changesync" ADD TABLE "crm"."orders"`; !strings.Contains(pub.Fix, want) {
+		t.Errorf("publication fix = %q, want it to contain %q", pub.Fix, want)
+	}
+}
+
+// partitionedDDL is a partitioned source table with one partition, and its target.
+const (
+	partitionedDDL = `CREATE SCHEMA crm;
+CREATE TABLE crm.events (id int, at date, body text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE crm.events_2024 PARTITION OF crm.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');`
+	partitionedTargetDDL = `CREATE SCHEMA billing;
+CREATE TABLE billing.events (id int, at date, body text, PRIMARY KEY (id, at));`
+	partitionedTable = "tables: [{source: crm.events, target: billing.events}]\n"
+)
+
+// assertNoWarnings fails the test for each failed or warning result of the report.
+func assertNoWarnings(t *testing.T, report *Report) {
+	t.Helper()
+	for _, res := range report.Results {
+		if !res.OK || res.Warn {
+			t.Errorf("%s: OK %v, warning %v, detail %q; want a clean pass", res.Name, res.OK, res.Warn, res.Detail)
+		}
+	}
+}
+
+func TestCheckPartitionedPublicationFix(t *testing.T) {
+	d := newDatabases(t, partitionedDDL, partitionedTargetDDL)
+	_, superuserURL := useSourceRole(t, &d, "partrole", "REPLICATION",
+		"GRANT USAGE ON SCHEMA crm TO %[1]s; GRANT SELECT ON crm.events TO %[1]s")
+	cfg := d.config(t, partitionedTable)
+
+	pub := result(t, check(t, cfg), "publication changesync")
+	if pub.OK {
+		t.Fatalf("publication check passed for a role that may not create it: %q", pub.Detail)
+	}
+	create := `CREATE PUBLICATION "changesync" FOR TABLE "crm"."events" WITH (publish_via_partition_root = true)`
+	if !strings.Contains(pub.Fix, create) {
+		t.Fatalf("publication fix = %q, want it to contain %q", pub.Fix, create)
+	}
+
+	// After the printed fix, check passes and changesync can set up with the
+	// publication as it is.
+	execSQL(t, superuserURL, create)
+	report := check(t, cfg)
+	assertNoWarnings(t, report)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reader, err := capture.New(capture.Config{
+		URL: d.sourceURL, Publication: "changesync", Slot: d.slot,
+		Tables: []change.TableName{{Schema: "crm", Name: "events"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.Setup(ctx); err != nil {
+		t.Errorf("Setup after the printed fix: %v", err)
+	}
+}
+
+func TestCheckPartitionedViaRoot(t *testing.T) {
+	d := newDatabases(t, partitionedDDL, partitionedTargetDDL)
+	cfg := d.config(t, partitionedTable)
+
+	// changesync creates the publication with publish_via_partition_root itself.
+	assertNoWarnings(t, check(t, cfg))
+
+	execSQL(t, d.sourceURL, "CREATE PUBLICATION changesync FOR TABLE crm.events")
+	report := check(t, cfg)
+	pub := result(t, report, "publication changesync")
+	if pub.OK {
+		t.Errorf("publication check passed without publish_via_partition_root: %q", pub.Detail)
+	}
+	if !strings.Contains(pub.Detail, "partitioned table crm.events") {
+		t.Errorf("publication detail = %q, want it to name the partitioned table", pub.Detail)
+	}
+	want := `ALTER PUBLICATION "changesync" SET (publish_via_partition_root = true)`
+	if !strings.Contains(pub.Fix, want) {
+		t.Errorf("publication fix = %q, want it to contain %q", pub.Fix, want)
+	}
+
+	execSQL(t, d.sourceURL, want)
+	assertNoWarnings(t, check(t, cfg))
+}
+
+func TestCheckExcludedKeyColumn(t *testing.T) {
+	d := newDatabases(t, "CREATE SCHEMA crm; CREATE TABLE crm.hot (id int PRIMARY KEY, v text);",
+		"CREATE SCHEMA billing; CREATE TABLE billing.hot (id int PRIMARY KEY, v text);")
+	report := check(t, d.config(t, "tables: [{source: crm.hot, target: billing.hot, exclude: [id]}]\n"))
+
+	res := result(t, report, "source table crm.hot")
+	if res.OK {
+		t.Fatalf("source table check passed with its key column excluded: %q", res.Detail)
+	}
+	if want := `key column "id" is excluded in tables[0].exclude`; !strings.Contains(res.Detail, want) {
+		t.Errorf("detail = %q, want it to contain %q", res.Detail, want)
+	}
+	for _, want := range []string{`remove "id" from tables[0].exclude`, "set tables[0].key"} {
+		if !strings.Contains(res.Fix, want) {
+			t.Errorf("fix = %q, want it to contain %q", res.Fix, want)
+		}
+	}
+	if report.OK() {
+		t.Error("report is OK with an excluded key column")
 	}
 }
 

@@ -165,15 +165,25 @@ func (c *checker) checkCapacity(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
+// publication describes an existing publication as pg_publication records it.
+type publication struct {
+	allTables, insert, update, del bool
+	viaRoot                        bool   // publish_via_partition_root
+	owner                          string // the role that owns it
+	owned                          bool   // the role is the owner or a member of it
+}
+
 // checkPublication reports whether the publication exists and what it publishes. A
 // missing publication is no failure, because changesync creates it, but the role must be
 // allowed to.
 func (c *checker) checkPublication(ctx context.Context, conn *pgx.Conn, role sourceRole) {
 	pub := c.cfg.Source.Publication
 	name := "publication " + pub
-	var allTables, insert, update, del, truncate bool
-	err := conn.QueryRow(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate
-		FROM pg_publication WHERE pubname = $1`, pub).Scan(&allTables, &insert, &update, &del, &truncate)
+	var p publication
+	err := conn.QueryRow(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete, pubviaroot,
+		pg_get_userbyid(pubowner), pg_has_role(pubowner, 'USAGE')
+		FROM pg_publication WHERE pubname = $1`, pub).
+		Scan(&p.allTables, &p.insert, &p.update, &p.del, &p.viaRoot, &p.owner, &p.owned)
 	if errors.Is(err, pgx.ErrNoRows) {
 		c.checkPublicationCreate(name, role)
 		return
@@ -183,13 +193,24 @@ func (c *checker) checkPublication(ctx context.Context, conn *pgx.Conn, role sou
 		return
 	}
 
-	if !insert || !update || !del {
+	if !p.insert || !p.update || !p.del {
 		c.report.fail(name, "exists but does not publish every INSERT, UPDATE and DELETE",
 			fmt.Sprintf("ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate')",
 				quoteIdent(pub)))
 		return
 	}
-	if allTables {
+	// Without publish_via_partition_root, pgoutput sends the changes of a partitioned
+	// table under the names of its partitions, and the pipeline skips changes of tables
+	// that are not configured.
+	if partitioned := c.partitionedTables(); len(partitioned) > 0 && !p.viaRoot {
+		c.report.fail(name, fmt.Sprintf("exists without publish_via_partition_root, so the changes "+
+			"of partitioned table %s arrive under the names of its partitions, and changesync "+
+			"would skip them", strings.Join(partitioned, ", ")),
+			fmt.Sprintf("run as its owner %s or a superuser: ALTER PUBLICATION %s SET "+
+				"(publish_via_partition_root = true)", p.owner, quoteIdent(pub)))
+		return
+	}
+	if p.allTables {
 		c.report.pass(name, "exists, FOR ALL TABLES")
 		return
 	}
@@ -203,39 +224,96 @@ func (c *checker) checkPublication(ctx context.Context, conn *pgx.Conn, role sou
 		c.report.pass(name, "exists and publishes every configured table")
 		return
 	}
-	c.report.pass(name, fmt.Sprintf("exists; changesync adds %s to it when it starts",
-		strings.Join(missing, ", ")))
+	c.checkPublicationAlter(name, role, p, missing)
+}
+
+// checkPublicationAlter checks that the role may add the missing tables to the
+// publication: ALTER PUBLICATION … ADD TABLE needs ownership of the publication and of
+// the tables, unless the role is a superuser.
+func (c *checker) checkPublicationAlter(name string, role sourceRole, p publication, missing []int) {
+	var tables, quoted, notOwned []string
+	for _, i := range missing {
+		t := c.cfg.Tables[i]
+		tables = append(tables, config.FormatTableName(t.Source))
+		quoted = append(quoted, t.Source.Sanitize())
+		if st := c.sourceTables[i]; st != nil && !st.owned {
+			notOwned = append(notOwned, config.FormatTableName(t.Source))
+		}
+	}
+
+	var lacks []string
+	if !role.superuser && !p.owned {
+		lacks = append(lacks, "ownership of the publication (owner "+p.owner+")")
+	}
+	if !role.superuser && len(notOwned) > 0 {
+		lacks = append(lacks, "ownership of "+strings.Join(notOwned, ", "))
+	}
+	if len(lacks) == 0 {
+		c.report.pass(name, fmt.Sprintf("exists; changesync adds %s to it when it starts",
+			strings.Join(tables, ", ")))
+		return
+	}
+	c.report.fail(name, fmt.Sprintf("exists without %s, and role %s may not add tables to it, because it "+
+		"lacks %s", strings.Join(tables, ", "), role.name, strings.Join(lacks, " and ")),
+		fmt.Sprintf("run as a superuser, or as a role that owns the publication and the tables: "+
+			"ALTER PUBLICATION %s ADD TABLE %s", quoteIdent(c.cfg.Source.Publication),
+			strings.Join(quoted, ", ")))
 }
 
 // checkPublicationCreate checks that the role may create the publication: CREATE on the
-// database, and ownership of every table unless it is a superuser.
+// database, and ownership of every table unless it is a superuser. It names everything
+// the role lacks at once.
 func (c *checker) checkPublicationCreate(name string, role sourceRole) {
-	var notOwned []string
+	var notOwned, alterOwner []string
 	for i, t := range c.cfg.Tables {
 		if st := c.sourceTables[i]; st != nil && !st.owned && !role.superuser {
 			notOwned = append(notOwned, config.FormatTableName(t.Source))
+			alterOwner = append(alterOwner, fmt.Sprintf("ALTER TABLE %s OWNER TO %s",
+				t.Source.Sanitize(), quoteIdent(role.name)))
 		}
 	}
 
 	create := "CREATE PUBLICATION " + quoteIdent(c.cfg.Source.Publication) + " FOR TABLE " +
 		strings.Join(c.sourceTableList(), ", ")
-	switch {
-	case !role.superuser && !role.createDB:
-		c.report.fail(name, fmt.Sprintf("does not exist, and role %s may not create it without "+
-			"CREATE on database %s", role.name, role.database),
-			fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s, or run as a superuser: %s",
-				quoteIdent(role.database), quoteIdent(role.name), create))
-	case len(notOwned) > 0:
-		c.report.fail(name, fmt.Sprintf("does not exist, and role %s may not create it because "+
-			"it does not own %s", role.name, strings.Join(notOwned, ", ")),
-			"run as the owner of the tables or a superuser: "+create)
-	default:
-		c.report.pass(name, "does not exist yet; changesync creates it when it starts")
+	if len(c.partitionedTables()) > 0 {
+		// changesync creates its publication with this option too.
+		create += " WITH (publish_via_partition_root = true)"
 	}
+
+	var lacks, grants []string
+	if !role.superuser && !role.createDB {
+		lacks = append(lacks, "CREATE on database "+role.database)
+		grants = append(grants, fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s",
+			quoteIdent(role.database), quoteIdent(role.name)))
+	}
+	if len(notOwned) > 0 {
+		lacks = append(lacks, "ownership of "+strings.Join(notOwned, ", "))
+		grants = append(grants, alterOwner...)
+	}
+	if len(lacks) == 0 {
+		c.report.pass(name, "does not exist yet; changesync creates it when it starts")
+		return
+	}
+	c.report.fail(name, fmt.Sprintf("does not exist, and role %s may not create it, because it "+
+		"lacks %s", role.name, strings.Join(lacks, " and ")),
+		fmt.Sprintf("create it as a superuser (changesync then uses it as it is): %s; or let role %s "+
+			"create it: %s", create, role.name, strings.Join(grants, "; ")))
 }
 
-// unpublishedTables returns the configured tables that the publication lacks.
-func (c *checker) unpublishedTables(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+// partitionedTables returns the configured source tables that are partitioned.
+func (c *checker) partitionedTables() []string {
+	var names []string
+	for i, t := range c.cfg.Tables {
+		if st := c.sourceTables[i]; st != nil && st.relkind == "p" {
+			names = append(names, config.FormatTableName(t.Source))
+		}
+	}
+	return names
+}
+
+// unpublishedTables returns the indexes into cfg.Tables of the configured tables that
+// the publication lacks.
+func (c *checker) unpublishedTables(ctx context.Context, conn *pgx.Conn) ([]int, error) {
 	rows, err := conn.Query(ctx, `SELECT schemaname, tablename FROM pg_publication_tables
 		WHERE pubname = $1`, c.cfg.Source.Publication)
 	if err != nil {
@@ -251,10 +329,10 @@ func (c *checker) unpublishedTables(ctx context.Context, conn *pgx.Conn) ([]stri
 		return nil, err
 	}
 
-	var missing []string
-	for _, table := range c.cfg.Tables {
+	var missing []int
+	for i, table := range c.cfg.Tables {
 		if !published[table.Source] {
-			missing = append(missing, config.FormatTableName(table.Source))
+			missing = append(missing, i)
 		}
 	}
 	return missing, nil

@@ -37,6 +37,7 @@ type column struct {
 	name      string
 	typ       string // format_type with the type modifier, such as character varying(20)
 	typeName  string // format_type without it, such as character varying
+	typmod    int32  // pg_attribute.atttypmod: the type modifier, -1 for none
 	generated bool
 	notNull   bool
 	hasValue  bool // has a default or is an identity column, so an INSERT may leave it out
@@ -82,7 +83,7 @@ const tableSQL = `SELECT c.oid, c.relkind::text, c.relreplident::text, pg_has_ro
  WHERE n.nspname = $1 AND c.relname = $2`
 
 const columnsSQL = `SELECT a.attname, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
-       a.attgenerated <> '', a.attnotnull, a.atthasdef OR a.attidentity <> ''
+       a.atttypmod, a.attgenerated <> '', a.attnotnull, a.atthasdef OR a.attidentity <> ''
   FROM pg_attribute a
  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum`
@@ -142,7 +143,7 @@ func readColumns(ctx context.Context, conn *pgx.Conn, oid uint32) ([]column, err
 	}
 	var columns []column
 	var col column
-	scans := []any{&col.name, &col.typ, &col.typeName, &col.generated, &col.notNull, &col.hasValue}
+	scans := []any{&col.name, &col.typ, &col.typeName, &col.typmod, &col.generated, &col.notNull, &col.hasValue}
 	_, err = pgx.ForEachRow(rows, scans, func() error {
 		columns = append(columns, col)
 		return nil
@@ -212,11 +213,7 @@ func (c *checker) checkSourceTable(ctx context.Context, conn *pgx.Conn, i int, r
 
 	var is issues
 	switch t.relkind {
-	case "r":
-	case "p":
-		is.warn("is partitioned, so without publish_via_partition_root its changes arrive "+
-			"under the names of its partitions", fmt.Sprintf("ALTER PUBLICATION %s SET "+
-			"(publish_via_partition_root = true)", quoteIdent(c.cfg.Source.Publication)))
+	case "r", "p": // checkPublication checks publish_via_partition_root for "p"
 	default:
 		c.report.fail(name, fmt.Sprintf("is not a table (relkind %s), and only tables can be published", t.relkind),
 			fmt.Sprintf("point tables[%d].source at a table", i))
@@ -226,6 +223,7 @@ func (c *checker) checkSourceTable(ctx context.Context, conn *pgx.Conn, i int, r
 
 	checkIdentity(&is, i, spec, t)
 	checkNamedColumns(&is, i, spec, t)
+	checkExcludedKey(&is, i, spec, t)
 	if c.cfg.Source.Snapshot == "initial" && !t.canRead {
 		is.fail(fmt.Sprintf("role %s may not read it for the initial snapshot", role.name),
 			fmt.Sprintf("GRANT SELECT ON %s TO %s", spec.Source.Sanitize(), quoteIdent(role.name)))
@@ -322,6 +320,25 @@ func checkNamedColumns(is *issues, i int, spec *config.Table, t *sourceTable) {
 					"identity", spec.Source.Sanitize()))
 		}
 	}
+}
+
+// checkExcludedKey fails when tables[].exclude lists a column of the replica identity
+// that serves as the key, because the applier finds and writes target rows by the key.
+// The configuration check already rejects an excluded column of a configured key.
+func checkExcludedKey(is *issues, i int, spec *config.Table, t *sourceTable) {
+	var excluded []string
+	for _, col := range keyColumns(spec, t) {
+		if slices.Contains(spec.Exclude, col) {
+			excluded = append(excluded, col)
+		}
+	}
+	if len(excluded) == 0 {
+		return
+	}
+	is.fail(fmt.Sprintf("key column %s is excluded in tables[%d].exclude, but changesync needs "+
+		"the key to find and write target rows", quoteList(excluded), i),
+		fmt.Sprintf("remove %s from tables[%d].exclude, or set tables[%d].key to other columns "+
+			"that identify a row", quoteList(excluded), i, i))
 }
 
 func describeIdentity(spec *config.Table, t *sourceTable) string {

@@ -149,7 +149,7 @@ func checkMapping(is *issues, i int, spec *config.Table, source *sourceTable, tt
 	mapped := mapColumns(spec, source)
 	table := spec.Target.Sanitize()
 
-	var missing, addColumns, mismatched []string
+	var missing, addColumns, mismatched, alignTypes []string
 	writers := map[string]string{} // target column -> source column
 	for _, m := range mapped {
 		if other, taken := writers[m.target]; taken {
@@ -169,9 +169,12 @@ func checkMapping(is *issues, i int, spec *config.Table, source *sourceTable, tt
 			is.fail(fmt.Sprintf("column %s is generated and cannot be written", quoteIdent(m.target)),
 				fmt.Sprintf("exclude %s in tables[%d].exclude or map it to another column",
 					quoteIdent(m.source.name), i))
-		case spec.Transform[m.source.name] == "" && !writable(m.source.typeName, tc.typeName):
+		case !writable(m.source.typeName, tc.typeName):
 			mismatched = append(mismatched, fmt.Sprintf("%s (%s into %s)", quoteIdent(m.target),
 				m.source.typeName, tc.typeName))
+			alignTypes = append(alignTypes, alterType(table, m.target, m.source.typ))
+		default:
+			checkModifier(is, table, m, tc)
 		}
 	}
 	if len(missing) > 0 {
@@ -180,12 +183,36 @@ func checkMapping(is *issues, i int, spec *config.Table, source *sourceTable, tt
 	}
 	if len(mismatched) > 0 {
 		is.warn(fmt.Sprintf("column types differ: %s; values that do not convert fail to apply",
-			strings.Join(mismatched, ", ")), "align the column types, or add a transform")
+			strings.Join(mismatched, ", ")), strings.Join(alignTypes, "; "))
 	}
 
 	checkUnmappedRequired(is, i, tt, writers)
 	checkTargetKey(is, spec, source, tt)
 	return len(mapped)
+}
+
+// checkModifier reports a target column whose type modifier is narrower than the source
+// column's. It fails when the target changes values without an error, such as numeric
+// rounding, because the target would then differ from the source and from the audit. It
+// warns when the target rejects the values that do not fit.
+func checkModifier(is *issues, table string, m mappedColumn, target column) {
+	n := checkNarrowing(m.source, target)
+	if n == nil {
+		return
+	}
+	detail := fmt.Sprintf("column %s is %s, narrower than source column %s %s: it %s",
+		quoteIdent(m.target), target.typ, quoteIdent(m.source.name), m.source.typ, n.effect)
+	fix := alterType(table, m.target, n.wider)
+	if n.silent {
+		is.fail(detail+", so the target would differ from the source and from the audit", fix)
+		return
+	}
+	is.warn(detail+", and those changes fail to apply", fix)
+}
+
+// alterType returns the ALTER TABLE statement that changes a column's type.
+func alterType(table, col, typ string) string {
+	return fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s TYPE %s", table, quoteIdent(col), typ)
 }
 
 // checkUnmappedRequired warns about NOT NULL target columns without a default that no
