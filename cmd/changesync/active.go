@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,8 +27,10 @@ type activeLock struct {
 
 // becomeActive waits until this process holds the pipeline's active lock. A second
 // process of the same pipeline waits here as a standby, serving the read API. It
-// returns nil and no error when ctx ends first.
-func becomeActive(ctx context.Context, url, pipeline string, log *slog.Logger) (*activeLock, error) {
+// returns nil and no error when ctx ends first. standby is true while another process
+// holds the lock.
+func becomeActive(ctx context.Context, url, pipeline string, log *slog.Logger, standby *atomic.Bool,
+) (*activeLock, error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -46,6 +49,7 @@ func becomeActive(ctx context.Context, url, pipeline string, log *slog.Logger) (
 			}
 			return nil, fmt.Errorf("take the active lock of pipeline %s: %w", pipeline, err)
 		}
+		standby.Store(!ok)
 		if ok {
 			log.Info("active for the pipeline", "pipeline", pipeline)
 			return &activeLock{conn: conn, pipeline: pipeline}, nil

@@ -157,6 +157,9 @@ api: {listen: '%s'}
 	if !strings.Contains(string(body2), `changesync_changes_total{pipeline="api_e2e",status="held",table="public.customers"} 1`) {
 		t.Errorf("/metrics lacks the held change:\n%s", body2)
 	}
+	if !strings.Contains(string(body2), `changesync_notify_outbox_depth{pipeline="api_e2e"}`) {
+		t.Errorf("/metrics lacks the outbox depth with the pipeline label:\n%s", body2)
+	}
 	if err := s.stop(t, syscall.SIGTERM); err != nil {
 		t.Errorf("sidecar exit after SIGTERM: %v; log:\n%s", err, tail(s.log.String(), 4000))
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -281,17 +282,20 @@ func runSidecar(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
+	var standby atomic.Bool // set while another process holds the pipeline's active lock
 	server, err := api.New(api.Config{
 		Cfg: a.cfg, Store: st, Applier: applier, Undo: undoer, Pipeline: a.cfg.Pipeline,
 		Gatherer: reg, Log: a.log, Notify: notifyCfg.Wants,
-		Replicating: func() bool { return r.Stats().Connected },
+		Replicating: func() bool { return r.Stats().Connected }, Standby: standby.Load,
 	})
 	if err != nil {
 		return err
 	}
 	defer server.Close()
 
-	dispatcher, err := notify.NewDispatcher(st, notifyCfg, reg, notify.WithLogger(a.log))
+	// The notify metrics get the pipeline label that every other series has.
+	notifyReg := prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": a.cfg.Pipeline}, reg)
+	dispatcher, err := notify.NewDispatcher(st, notifyCfg, notifyReg, notify.WithLogger(a.log))
 	if err != nil {
 		return err
 	}
@@ -305,7 +309,7 @@ func runSidecar(ctx context.Context, a *app) error {
 	g.Go(func() error {
 		// Only the active process prepares the slot, streams and notifies; a standby
 		// waits here and serves the API meanwhile.
-		lock, err := becomeActive(gctx, a.cfg.Target.URL, a.cfg.Pipeline, a.log)
+		lock, err := becomeActive(gctx, a.cfg.Target.URL, a.cfg.Pipeline, a.log, &standby)
 		if lock == nil {
 			return err
 		}

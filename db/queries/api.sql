@@ -1,11 +1,13 @@
 -- Queries of the HTTP API: the audit listings and histories it reads.
 
 -- name: ListChangeEventsPage :many
--- One page of change events, newest first. Every filter is optional (NULL leaves it out);
--- the cursor is the (detected_at, id) of the last event of the previous page.
--- Each filter has an index that leads with its column and ends with (detected_at, id), and
--- change_events_detected_idx serves since, until and the cursor (migration 000004). With
--- several filters the planner picks one of these indexes and filters the rest.
+-- One page of change events, newest first. Every filter is optional (NULL leaves it out).
+-- Events of one batch share detected_at, so ties go by the source transaction's commit
+-- LSN and the position in it, both newest first, and then by id. The cursor is the
+-- (detected_at, source_lsn, seq, id) of the last event of the previous page.
+-- Each filter has an index that leads with its column and ends with this order, and
+-- change_events_detected_order_idx serves since, until and the cursor (migration 000006).
+-- With several filters the planner picks one of these indexes and filters the rest.
 SELECT * FROM change_events
 WHERE (sqlc.narg(table_name)::text IS NULL OR table_name = sqlc.narg(table_name))
   AND (sqlc.narg(row_key)::text IS NULL OR row_key = sqlc.narg(row_key))
@@ -16,8 +18,9 @@ WHERE (sqlc.narg(table_name)::text IS NULL OR table_name = sqlc.narg(table_name)
   AND (sqlc.narg(since)::timestamptz IS NULL OR detected_at >= sqlc.narg(since))
   AND (sqlc.narg(until)::timestamptz IS NULL OR detected_at < sqlc.narg(until))
   AND (sqlc.narg(after_detected_at)::timestamptz IS NULL
-       OR (detected_at, id) < (sqlc.narg(after_detected_at), sqlc.narg(after_id)::uuid))
-ORDER BY detected_at DESC, id DESC
+       OR (detected_at, source_lsn, seq, id) < (sqlc.narg(after_detected_at), sqlc.narg(after_source_lsn)::bigint,
+                                                sqlc.narg(after_seq)::int, sqlc.narg(after_id)::uuid))
+ORDER BY detected_at DESC, source_lsn DESC, seq DESC, id DESC
 LIMIT sqlc.arg(page_size);
 
 -- name: ListUndoRequestsByChange :many

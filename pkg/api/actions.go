@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,9 +74,30 @@ func (s *Server) syncManual(c echo.Context) error {
 			"manual sync is not available because this server runs without an applier")
 	}
 
-	res, err := pipeline.Release(c.Request().Context(), s.cfg.Store, s.cfg.Applier, s.cfg.Pipeline, req,
+	opts := []pipeline.ReleaseOption{
 		pipeline.WithReleaseNotifications(s.cfg.Notify),
-		pipeline.WithReleaseMaxValueBytes(s.cfg.Cfg.Audit.MaxValueBytes))
+		pipeline.WithReleaseMaxValueBytes(s.cfg.Cfg.Audit.MaxValueBytes),
+	}
+	done, started := s.startRelease(req, opts...)
+	if !started {
+		return newError(http.StatusConflict, "release_running", "a release of this change or thread "+
+			"runs already; wait until GET /status/{change_id} shows release_running false")
+	}
+	ctx := c.Request().Context()
+	var out releaseOutcome
+	select {
+	case out = <-done:
+	case <-ctx.Done():
+		s.finishDetached(done, body.Action, req)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return s.acceptRelease(c, &body, req)
+		}
+		s.log.Warn("client disconnected; the release continues in the background",
+			append(logAttrs(c), "action", body.Action, "requestor", req.By)...)
+		return nil
+	}
+
+	res, err := out.res, out.err
 	if errors.Is(err, pipeline.ErrNotHeld) {
 		return newError(http.StatusConflict, "not_held",
 			err.Error()+"; only held changes can be approved or rejected, see GET /status/{change_id}")
@@ -111,10 +133,12 @@ func (s *Server) releaseRequest(c echo.Context, body *SyncManualRequest) (pipeli
 
 	if body.ChangeID != nil {
 		req.ChangeID = *body.ChangeID
+		setLogIDs(c, "change_id", req.ChangeID.String())
 		_, err := s.loadChange(c, req.ChangeID)
 		return req, err
 	}
 	req.ThreadID = *body.ThreadID
+	setLogIDs(c, "thread_id", req.ThreadID.String())
 	events, err := s.cfg.Store.Queries(s.cfg.Store.Pool).ListChangeEventsByThread(c.Request().Context(), req.ThreadID)
 	if err != nil {
 		return req, err
@@ -155,11 +179,55 @@ func (s *Server) undoRequest(c echo.Context) error {
 		req.Until = *body.Until
 	}
 
+	setLogIDs(c, undoLogIDs(&body)...)
+	if name := nilScopeID(&body); name != "" && req.Scopeless() {
+		return notFound("%s %s not found; use the id of a change event or an undo result", name, uuid.Nil)
+	}
+
 	res, err := s.cfg.Undo.Execute(c.Request().Context(), req)
 	if err != nil {
 		return undoError(c, res, err)
 	}
 	return c.JSON(http.StatusOK, UndoResult{Result: res})
+}
+
+// undoLogIDs returns the log attributes of the scope an undo request names.
+func undoLogIDs(body *UndoRequest) []any {
+	var ids []any
+	if body.ChangeID != nil {
+		ids = append(ids, "change_id", body.ChangeID.String())
+	}
+	if body.UndoToken != nil {
+		ids = append(ids, "undo_token", body.UndoToken.String())
+	}
+	if body.ThreadID != nil {
+		ids = append(ids, "thread_id", body.ThreadID.String())
+	}
+	if body.Table != "" || body.RowKey != "" {
+		ids = append(ids, "table", body.Table, "row_key", body.RowKey)
+	}
+	if body.Since != nil {
+		ids = append(ids, "since", body.Since.Format(time.RFC3339))
+	}
+	if len(body.Tables) > 0 {
+		ids = append(ids, "tables", strings.Join(body.Tables, ","))
+	}
+	return ids
+}
+
+// nilScopeID returns the name of an id of the body that is the nil UUID, or "". No
+// change, token or thread has that id, but undo.Request reads it as not set, so the
+// caller answers 404 for it when the body names no other scope.
+func nilScopeID(body *UndoRequest) string {
+	switch {
+	case body.ChangeID != nil && *body.ChangeID == uuid.Nil:
+		return "change event"
+	case body.UndoToken != nil && *body.UndoToken == uuid.Nil:
+		return "undo token"
+	case body.ThreadID != nil && *body.ThreadID == uuid.Nil:
+		return "thread"
+	}
+	return ""
 }
 
 // undoError returns the response of a failed undo request. A refusal for conflicts or a target rejection

@@ -199,8 +199,8 @@ func TestUndoScopes(t *testing.T) {
 		row  int
 	}{
 		{"thread", map[string]any{"thread_id": thread}, 1},
-		{"row", map[string]any{"table": customers, "row_key": "2"}, 2},
-		{"window", map[string]any{"since": "2000-01-01T00:00:00Z", "tables": []string{customers}}, 3},
+		{"row", map[string]any{"table": `"public"."customers"`, "row_key": "2"}, 2},
+		{"window", map[string]any{"since": "2000-01-01T00:00:00Z", "tables": []string{`"public".customers`}}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,6 +234,12 @@ func TestUndoInvalidRequests(t *testing.T) {
 		{"bad time", `{"since": "yesterday", "reason": "r"}`, http.StatusBadRequest, "invalid_body"},
 		{"unknown change", `{"change_id": "` + uuid.NewString() + `", "reason": "r"}`, http.StatusNotFound, "not_found"},
 		{"unknown token", `{"undo_token": "` + uuid.NewString() + `", "reason": "r"}`, http.StatusNotFound, "not_found"},
+		{"nil change id", `{"change_id": "` + uuid.Nil.String() + `", "reason": "r"}`, http.StatusNotFound, "not_found"},
+		{"nil thread id", `{"thread_id": "` + uuid.Nil.String() + `", "reason": "r"}`, http.StatusNotFound, "not_found"},
+		{
+			"invalid quoted table", `{"table": "\"public.customers", "row_key": "1", "reason": "r"}`,
+			http.StatusBadRequest, "invalid_body",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -251,7 +257,10 @@ func TestDiffOfRow(t *testing.T) {
 		newData: map[string]any{"id": "1", "name": "A", "zip": "54321"},
 	})
 
-	for _, path := range []string{"/diff/1", "/diff/1/", "/diff/1?table=" + url.QueryEscape(customers)} {
+	for _, path := range []string{
+		"/diff/1", "/diff/1/", "/diff/1?table=" + url.QueryEscape(customers),
+		"/diff/1?table=" + url.QueryEscape(`"public"."customers"`), "/diff/1?table=customers",
+	} {
 		var d api.RowDiff
 		must(t, e.get(path, ""), http.StatusOK).decode(t, &d)
 		if d.TargetTable != customers || len(d.Changes) != 2 {
@@ -272,6 +281,7 @@ func TestDiffOfRow(t *testing.T) {
 	e.get("/diff/404", "").wantError(t, http.StatusNotFound, "not_found")
 	e.get("/diff/1?table=public.orders", "").wantError(t, http.StatusNotFound, "not_found")
 	e.get("/diff/1?tabel=x", "").wantError(t, http.StatusBadRequest, "invalid_parameter")
+	e.get("/diff/1?table="+url.QueryEscape(`"public".`), "").wantError(t, http.StatusBadRequest, "invalid_parameter")
 }
 
 func TestDiffOfDeletedRow(t *testing.T) {

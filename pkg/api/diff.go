@@ -55,11 +55,14 @@ func (s *Server) getDiff(c echo.Context) error {
 	if err != nil {
 		return badParam("row key %q is not a valid URL path segment; URL-encode it", c.Param("row_key"))
 	}
-	table := c.QueryParam("table")
 	for name := range c.QueryParams() {
 		if name != "table" {
 			return badParam("unknown query parameter %q; GET /diff/{row_key} takes only table", name)
 		}
+	}
+	table, err := tableParam(c.QueryParam("table"))
+	if err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	logs, err := s.cfg.Store.Queries(s.cfg.Store.Pool).ListSyncLogByRow(ctx, dbgen.ListSyncLogByRowParams{
@@ -88,7 +91,7 @@ func (s *Server) getDiff(c echo.Context) error {
 		}
 		diff.Changes = append(diff.Changes, rc)
 	}
-	ident := targetIdent(diff.TargetTable)
+	ident := s.targetIdent(&logs[len(logs)-1])
 	key, err := s.currentKey(ctx, &logs[len(logs)-1], ident)
 	if err != nil {
 		return err
@@ -99,11 +102,21 @@ func (s *Server) getDiff(c echo.Context) error {
 	return c.JSON(http.StatusOK, diff)
 }
 
-// targetIdent quotes a schema.table name of sync_log, with public as the default schema.
-func targetIdent(table string) string {
-	schema, name, ok := strings.Cut(table, ".")
+// targetIdent quotes the target table of a sync_log row. The stored name joins schema and
+// table with a dot, which is ambiguous when one of them contains a dot, so the configured
+// target of the row's source table gives the two parts when its name matches. Otherwise
+// the name splits at its first dot, with public as the default schema.
+func (s *Server) targetIdent(l *dbgen.SyncLog) string {
+	if s.cfg.Applier != nil {
+		if source, ok := s.cfg.Applier.SourceTable(l.SourceTable); ok {
+			if spec := s.cfg.Applier.Spec(source); spec != nil && spec.Target.String() == l.TargetTable {
+				return spec.Target.Sanitize()
+			}
+		}
+	}
+	schema, name, ok := strings.Cut(l.TargetTable, ".")
 	if !ok {
-		schema, name = "public", table
+		schema, name = "public", l.TargetTable
 	}
 	return pgx.Identifier{schema, name}.Sanitize()
 }

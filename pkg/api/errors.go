@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 )
@@ -60,6 +62,34 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 }
 
+// handleTimeout is the error handler of the timeout middleware. It logs each request that
+// timed out with its route and ids, and returns a 503 whose advice fits the route.
+func (s *Server) handleTimeout(err error, c echo.Context) error {
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	s.log.Warn("api request timed out", append(logAttrs(c), "timeout", s.handlerTimeout.String(),
+		"error", err.Error())...)
+	return newError(http.StatusServiceUnavailable, "timeout",
+		"the request timed out after "+s.handlerTimeout.String()+" and was canceled; "+timeoutAdvice(c.Path()))
+}
+
+// timeoutAdvice returns what to do after a timeout of the route.
+func timeoutAdvice(route string) string {
+	switch strings.TrimSuffix(route, "/") {
+	case "/change-events":
+		return "narrow the listing with filters such as table, status, since and until, or a smaller limit"
+	case "/undo-request":
+		return "the undo was rolled back, so nothing was undone. Run changesync undo with the same scope, " +
+			"which has no time limit"
+	case "/sync-manual":
+		return "nothing was decided; try again, and if the check of the change or thread keeps timing out, " +
+			"run changesync release, which has no time limit"
+	default:
+		return "it changed nothing; try again, and if it keeps timing out check the load of the target database"
+	}
+}
+
 // fromHTTPError turns the errors of the router and of the middleware into an Error.
 func fromHTTPError(e *echo.HTTPError) *Error {
 	switch e.Code {
@@ -71,9 +101,6 @@ func fromHTTPError(e *echo.HTTPError) *Error {
 			"the endpoint does not take this method; GET /openapi.json lists the methods of each endpoint")
 	case http.StatusRequestEntityTooLarge:
 		return newError(e.Code, "body_too_large", "the request body is larger than "+bodyLimit+"B; send less")
-	case http.StatusServiceUnavailable:
-		return newError(e.Code, "timeout", "the request timed out after "+handlerTimeout.String()+
-			"; narrow the request, such as a shorter time window, and try again")
 	case http.StatusUnauthorized:
 		return newError(e.Code, "unauthorized", fmt.Sprint(e.Message))
 	default:

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/datasense/changesync/pkg/store/dbgen"
+	"github.com/datasense/changesync/pkg/undo"
 )
 
 // Page sizes of GET /change-events/.
@@ -102,17 +103,21 @@ type UndoRequestDetail struct {
 	Changes   []UndoEntry `json:"changes"`
 }
 
-// Status is the body of GET /status/{change_id}.
+// Status is the body of GET /status/{change_id}. Synced is true once the target has the
+// change's values, which needs no write when it had them already; TargetWritten and
+// SyncedAt tell whether and when changesync wrote them (the change's sync_log row).
 type Status struct {
-	ChangeID   uuid.UUID  `json:"change_id"`
-	Status     string     `json:"status"`
-	Validated  bool       `json:"validated"`
-	Synced     bool       `json:"synced"`
-	UndoStatus string     `json:"undo_status"`
-	DetectedAt time.Time  `json:"detected_at"`
-	DecidedBy  *string    `json:"decided_by"`
-	SyncedAt   *time.Time `json:"synced_at"`
-	UndoneAt   *time.Time `json:"undone_at"`
+	ChangeID       uuid.UUID  `json:"change_id"`
+	Status         string     `json:"status"`
+	Validated      bool       `json:"validated"`
+	Synced         bool       `json:"synced"`
+	TargetWritten  bool       `json:"target_written"`
+	ReleaseRunning bool       `json:"release_running"`
+	UndoStatus     string     `json:"undo_status"`
+	DetectedAt     time.Time  `json:"detected_at"`
+	DecidedBy      *string    `json:"decided_by"`
+	SyncedAt       *time.Time `json:"synced_at"`
+	UndoneAt       *time.Time `json:"undone_at"`
 }
 
 func (s *Server) listChangeEvents(c echo.Context) error {
@@ -131,7 +136,9 @@ func (s *Server) listChangeEvents(c echo.Context) error {
 	}
 	if len(rows) == int(params.PageSize) {
 		last := rows[len(rows)-1]
-		page.NextCursor = encodeCursor(last.DetectedAt, last.ID)
+		page.NextCursor = encodeCursor(pagePosition{
+			DetectedAt: last.DetectedAt, SourceLSN: last.SourceLSN, Seq: last.Seq, ID: last.ID,
+		})
 	}
 	return c.JSON(http.StatusOK, page)
 }
@@ -147,7 +154,11 @@ func listParams(c echo.Context) (dbgen.ListChangeEventsPageParams, error) {
 		}
 	}
 
-	p.TableName = optText(q.Get("table"))
+	table, err := tableParam(q.Get("table"))
+	if err != nil {
+		return p, err
+	}
+	p.TableName = optText(table)
 	p.RowKey = optText(q.Get("row_key"))
 	p.Actor = optText(q.Get("actor"))
 	if v := q.Get("status"); v != "" {
@@ -162,7 +173,6 @@ func listParams(c echo.Context) (dbgen.ListChangeEventsPageParams, error) {
 			return p, badParam("change_type %q is invalid; use insert, update, delete or truncate", v)
 		}
 	}
-	var err error
 	if p.ThreadID, err = optUUID("thread_id", q.Get("thread_id")); err != nil {
 		return p, err
 	}
@@ -177,12 +187,15 @@ func listParams(c echo.Context) (dbgen.ListChangeEventsPageParams, error) {
 			q.Get("until"), q.Get("since"))
 	}
 	if v := q.Get("cursor"); v != "" {
-		at, id, ok := decodeCursor(v)
+		pos, ok := decodeCursor(v)
 		if !ok {
-			return p, badParam("cursor %q is invalid; pass the next_cursor of the previous page unchanged", v)
+			return p, badParam("cursor %q is invalid; pass the next_cursor of the previous page unchanged, "+
+				"or start again from the first page", v)
 		}
-		p.AfterDetectedAt = pgtype.Timestamptz{Time: at, Valid: true}
-		p.AfterID = uuid.NullUUID{UUID: id, Valid: true}
+		p.AfterDetectedAt = pgtype.Timestamptz{Time: pos.DetectedAt, Valid: true}
+		p.AfterSourceLsn = pgtype.Int8{Int64: pos.SourceLSN, Valid: true}
+		p.AfterSeq = pgtype.Int4{Int32: pos.Seq, Valid: true}
+		p.AfterID = uuid.NullUUID{UUID: pos.ID, Valid: true}
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -205,6 +218,20 @@ func statusNames() string {
 		names = append(names, string(v))
 	}
 	return strings.Join(names, ", ")
+}
+
+// tableParam returns the table query parameter in the form the audit trail stores, or
+// "" when it is empty.
+func tableParam(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	name, err := undo.StoredTableName(v)
+	if err != nil {
+		return "", badParam("table: %s; write schema.table as stored in table_name, or quote each part "+
+			"as SQL does, such as \"Mixed\".\"Case Table\"", err)
+	}
+	return name, nil
 }
 
 func optText(v string) pgtype.Text { return pgtype.Text{String: v, Valid: v != ""} }
@@ -232,29 +259,51 @@ func optTime(name, v string) (pgtype.Timestamptz, error) {
 	return pgtype.Timestamptz{Time: t, Valid: true}, nil
 }
 
-// encodeCursor returns an opaque cursor for the position after (at, id).
-func encodeCursor(at time.Time, id uuid.UUID) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id.String()))
+// pagePosition is the sort key of the last event of a page, (detected_at, source_lsn,
+// seq, id), which the next page starts after.
+type pagePosition struct {
+	DetectedAt time.Time
+	SourceLSN  int64
+	Seq        int32
+	ID         uuid.UUID
 }
 
-func decodeCursor(cursor string) (time.Time, uuid.UUID, bool) {
+// encodeCursor returns an opaque cursor for the position after pos.
+func encodeCursor(pos pagePosition) string {
+	raw := strings.Join([]string{
+		pos.DetectedAt.UTC().Format(time.RFC3339Nano), strconv.FormatInt(pos.SourceLSN, 10),
+		strconv.FormatInt(int64(pos.Seq), 10), pos.ID.String(),
+	}, "|")
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// decodeCursor reads a cursor of encodeCursor. A cursor of a version that ordered by
+// (detected_at, id) alone has two fields and is rejected as invalid.
+func decodeCursor(cursor string) (pagePosition, bool) {
+	var pos pagePosition
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil {
-		return time.Time{}, uuid.Nil, false
+		return pos, false
 	}
-	at, id, ok := strings.Cut(string(raw), "|")
-	if !ok {
-		return time.Time{}, uuid.Nil, false
+	fields := strings.Split(string(raw), "|")
+	if len(fields) != 4 {
+		return pos, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, at)
+	if pos.DetectedAt, err = time.Parse(time.RFC3339Nano, fields[0]); err != nil {
+		return pos, false
+	}
+	if pos.SourceLSN, err = strconv.ParseInt(fields[1], 10, 64); err != nil {
+		return pos, false
+	}
+	seq, err := strconv.ParseInt(fields[2], 10, 32)
 	if err != nil {
-		return time.Time{}, uuid.Nil, false
+		return pos, false
 	}
-	u, err := uuid.Parse(id)
-	if err != nil {
-		return time.Time{}, uuid.Nil, false
+	pos.Seq = int32(seq)
+	if pos.ID, err = uuid.Parse(fields[3]); err != nil {
+		return pos, false
 	}
-	return t, u, true
+	return pos, true
 }
 
 // pathUUID parses the path parameter name as a UUID.
@@ -331,12 +380,14 @@ func (s *Server) getStatus(c echo.Context) error {
 	st := Status{
 		ChangeID: ev.ID, Status: string(ev.Status), Validated: ev.Validated, Synced: ev.Synced,
 		UndoStatus: "none", DetectedAt: ev.DetectedAt, DecidedBy: textPtr(ev.DecidedBy),
+		ReleaseRunning: s.releaseRunning(ev.ID, ev.ThreadID),
 	}
 	for i := range logs {
 		if !logs[i].UndoRequest.Valid && st.SyncedAt == nil {
 			st.SyncedAt = &logs[i].SyncedAt
 		}
 	}
+	st.TargetWritten = st.SyncedAt != nil
 	// The latest undo request decides the undo status; an applied one also gives the time.
 	for i := range undos {
 		st.UndoStatus = string(undos[i].Status)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,6 +139,83 @@ func TestListChangeEventsPagination(t *testing.T) {
 	}
 }
 
+// TestListChangeEventsBatchOrder checks that events of one batch, which share
+// detected_at, list by commit LSN and position in the transaction, newest first, on one
+// page and across pages. Their ids sort the other way, so an order by id fails.
+func TestListChangeEventsBatchOrder(t *testing.T) {
+	e := newEnv(t)
+	at := time.Now().UTC().Add(-time.Minute)
+	thread := uuid.New()
+	olderInsert := uuid.MustParse("ffffffff-0000-4000-8000-000000000000")
+	deleteRow := uuid.MustParse("00000000-0000-4000-8000-000000000003")
+	insertRow := uuid.MustParse("00000000-0000-4000-8000-000000000002")
+	e.insert(
+		event{id: olderInsert, rowKey: "9", detectedAt: at, lsn: 100, seq: 0},
+		event{id: deleteRow, thread: thread, rowKey: "4", op: dbgen.ChangeTypeDelete, detectedAt: at, lsn: 200, seq: 0},
+		event{id: insertRow, thread: thread, rowKey: "4", detectedAt: at, lsn: 200, seq: 1},
+	)
+	want := []uuid.UUID{insertRow, deleteRow, olderInsert}
+
+	var page api.ChangeEventPage
+	must(t, e.get("/change-events/", ""), http.StatusOK).decode(t, &page)
+	var got []uuid.UUID
+	for _, it := range page.Items {
+		got = append(got, it.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("one page: ids = %v, want %v", got, want)
+	}
+
+	got = nil
+	cursor := ""
+	for range len(want) + 1 {
+		path := "/change-events/?limit=1"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var page api.ChangeEventPage
+		must(t, e.get(path, ""), http.StatusOK).decode(t, &page)
+		for _, it := range page.Items {
+			got = append(got, it.ID)
+		}
+		cursor = page.NextCursor
+		if cursor == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pages of one: ids = %v, want %v", got, want)
+	}
+}
+
+func TestListChangeEventsQuotedTable(t *testing.T) {
+	e := newEnv(t)
+	mixed := e.insert(event{rowKey: "4", table: "Mixed.Case Table"})[0]
+	dotted := e.insert(event{rowKey: "5", table: "my.schema.orders"})[0]
+	e.insert(event{rowKey: "6"})
+
+	tests := []struct {
+		table string
+		want  uuid.UUID
+	}{
+		{`"Mixed"."Case Table"`, mixed},
+		{"Mixed.Case Table", mixed},
+		{`"my.schema".orders`, dotted},
+		{"my.schema.orders", dotted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.table, func(t *testing.T) {
+			var page api.ChangeEventPage
+			must(t, e.get("/change-events/?table="+url.QueryEscape(tt.table), ""), http.StatusOK).decode(t, &page)
+			if len(page.Items) != 1 || page.Items[0].ID != tt.want {
+				t.Errorf("items = %+v, want only %s", page.Items, tt.want)
+			}
+		})
+	}
+	e.get("/change-events/?table="+url.QueryEscape(`"Mixed`), "").
+		wantError(t, http.StatusBadRequest, "invalid_parameter")
+}
+
 func TestListChangeEventsInvalidParameters(t *testing.T) {
 	e := newEnv(t)
 	tests := []struct{ name, query string }{
@@ -207,6 +285,38 @@ func TestStatusOfHeldChange(t *testing.T) {
 	}
 	if st.SyncedAt != nil || st.UndoneAt != nil {
 		t.Errorf("synced_at %v undone_at %v, want both null", st.SyncedAt, st.UndoneAt)
+	}
+}
+
+func TestStatusOfSyncWithoutWrite(t *testing.T) {
+	e := newEnv(t)
+	// A synced UPDATE without a sync_log row: the target had the new values already.
+	unwritten := e.insert(event{rowKey: "1", op: dbgen.ChangeTypeUpdate, status: dbgen.ChangeStatusSynced})[0]
+	written := e.approve(event{rowKey: "2", newData: map[string]any{"id": "2", "name": "B"}})
+
+	st := e.status(unwritten)
+	if !st.Synced || st.TargetWritten || st.SyncedAt != nil {
+		t.Errorf("unwritten: synced %v target_written %v synced_at %v, want true, false, null",
+			st.Synced, st.TargetWritten, st.SyncedAt)
+	}
+	st = e.status(written)
+	if !st.Synced || !st.TargetWritten || st.SyncedAt == nil {
+		t.Errorf("written: synced %v target_written %v synced_at %v, want true, true, a time",
+			st.Synced, st.TargetWritten, st.SyncedAt)
+	}
+}
+
+func TestReadinessOfStandby(t *testing.T) {
+	e := newEnvWith(t, func(c *api.Config) {
+		c.Standby = func() bool { return true }
+		c.Replicating = func() bool { return false }
+	})
+	got := e.get("/readyz", "").wantError(t, http.StatusServiceUnavailable, "standby")
+	if !strings.Contains(got.Message, "active lock") {
+		t.Errorf("message does not name the active lock: %s", got.Message)
+	}
+	if strings.Contains(got.Message, "reconnecting") {
+		t.Errorf("message points a standby to reconnects: %s", got.Message)
 	}
 }
 

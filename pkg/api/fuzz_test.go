@@ -15,7 +15,8 @@ import (
 func FuzzListParams(f *testing.F) {
 	f.Add("table=public.customers&row_key=1&limit=10")
 	f.Add("status=held&change_type=update&since=2024-05-01T00:00:00Z&until=2024-05-02T00:00:00Z")
-	f.Add("cursor=" + encodeCursor(time.Now(), uuid.New()) + "&thread_id=" + uuid.NewString())
+	f.Add("cursor=" + encodeCursor(pagePosition{DetectedAt: time.Now(), SourceLSN: 1, ID: uuid.New()}) +
+		"&thread_id=" + uuid.NewString())
 	f.Add("limit=-1&status=%00")
 	e := echo.New()
 	f.Fuzz(func(t *testing.T, query string) {
@@ -61,16 +62,16 @@ func FuzzDecodeBody(f *testing.F) {
 }
 
 func FuzzCursor(f *testing.F) {
-	f.Add(int64(1714564800123456789), "0190a8e2-7c1d-7b3e-9f00-4a5b6c7d8e9f")
-	f.Fuzz(func(t *testing.T, nanos int64, id string) {
+	f.Add(int64(1714564800123456789), int64(23456789), int32(3), "0190a8e2-7c1d-7b3e-9f00-4a5b6c7d8e9f")
+	f.Fuzz(func(t *testing.T, nanos, lsn int64, seq int32, id string) {
 		u, err := uuid.Parse(id)
 		if err != nil {
 			return
 		}
-		at := time.Unix(0, nanos).UTC()
-		gotAt, gotID, ok := decodeCursor(encodeCursor(at, u))
-		if !ok || !gotAt.Equal(at) || gotID != u {
-			t.Errorf("cursor of (%s, %s) decodes to (%s, %s, %v)", at, u, gotAt, gotID, ok)
+		want := pagePosition{DetectedAt: time.Unix(0, nanos).UTC(), SourceLSN: lsn, Seq: seq, ID: u}
+		got, ok := decodeCursor(encodeCursor(want))
+		if !ok || !got.DetectedAt.Equal(want.DetectedAt) || got.SourceLSN != lsn || got.Seq != seq || got.ID != u {
+			t.Errorf("cursor of %+v decodes to %+v, %v", want, got, ok)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ type env struct {
 	http   *httptest.Server
 	target *pgx.Conn
 	lsn    int64
+	log    *lockedBuffer // the server log
 }
 
 type envOption func(*config.Config)
@@ -54,6 +56,12 @@ type envOption func(*config.Config)
 func withAuth(c *config.Config) { c.API.Auth.JWTSecretEnv = secretEnv }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	return newEnvWith(t, nil, opts...)
+}
+
+// newEnvWith is newEnv with setServer, when not nil, changing the server's Config.
+func newEnvWith(t *testing.T, setServer func(*api.Config), opts ...envOption) *env {
 	t.Helper()
 	t.Setenv(secretEnv, secret)
 	ctx := context.Background()
@@ -89,16 +97,21 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	for _, opt := range opts {
 		opt(cfg)
 	}
-	srv, err := api.New(api.Config{
+	logBuf := &lockedBuffer{}
+	srvCfg := api.Config{
 		Cfg: cfg, Store: st, Applier: applier, Undo: ex, Pipeline: pipelineName,
-		Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-	})
+		Log: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logBuf), nil)),
+	}
+	if setServer != nil {
+		setServer(&srvCfg)
+	}
+	srv, err := api.New(srvCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &env{t: t, st: st, srv: srv, http: hs, target: conn, lsn: 1000}
+	return &env{t: t, st: st, srv: srv, http: hs, target: conn, lsn: 1000, log: logBuf}
 }
 
 // event is a change event to insert; zero fields get defaults.
@@ -112,6 +125,11 @@ type event struct {
 	newData    map[string]any
 	actor      string
 	detectedAt time.Time
+	// lsn is the commit LSN of the source transaction, and seq the position in it, which
+	// is used only with lsn. Without lsn, each event gets the next LSN and its index in
+	// the insert call as seq.
+	lsn int64
+	seq int32
 }
 
 // insert writes change events into change_events and returns their ids.
@@ -121,6 +139,10 @@ func (e *env) insert(events ...event) []uuid.UUID {
 	ids := make([]uuid.UUID, len(events))
 	for i, ev := range events {
 		e.lsn++
+		lsn, seq := e.lsn, int32(i)
+		if ev.lsn != 0 {
+			lsn, seq = ev.lsn, ev.seq
+		}
 		if ev.id == uuid.Nil {
 			ev.id = uuid.New()
 		}
@@ -140,10 +162,10 @@ func (e *env) insert(events ...event) []uuid.UUID {
 			ev.detectedAt = time.Now().UTC()
 		}
 		rows[i] = dbgen.InsertChangeEventsParams{
-			ID: ev.id, Pipeline: pipelineName, ThreadID: ev.thread, Seq: int32(i), RowKey: ev.rowKey,
+			ID: ev.id, Pipeline: pipelineName, ThreadID: ev.thread, Seq: seq, RowKey: ev.rowKey,
 			TableName: ev.table, ChangeType: ev.op, OldData: mustJSON(e.t, ev.oldData),
 			NewData: mustJSON(e.t, ev.newData), DetectedAt: ev.detectedAt, Status: ev.status,
-			Actor: pgtype.Text{String: ev.actor, Valid: ev.actor != ""}, SourceLSN: e.lsn, Xid: e.lsn,
+			Actor: pgtype.Text{String: ev.actor, Valid: ev.actor != ""}, SourceLSN: lsn, Xid: lsn,
 			CommitTime: ev.detectedAt,
 		}
 		ids[i] = ev.id
@@ -282,4 +304,22 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimSpace(p)))
 	return len(p), nil
+}
+
+// lockedBuffer is a bytes.Buffer that the server's goroutines may write concurrently.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -4,12 +4,14 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -25,15 +27,16 @@ import (
 )
 
 // Limits of one request. NOTE: the handler timeout is an estimate of how long the largest
-// undo request should take; a time-window undo over many rows can exceed it.
+// undo request should take; a time-window undo over many rows can exceed it. A release of
+// POST /sync-manual/ goes on after it, up to defaultReleaseTimeout.
 const (
-	bodyLimit         = "1M"
-	handlerTimeout    = 60 * time.Second
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = handlerTimeout + 15*time.Second
-	idleTimeout       = 2 * time.Minute
-	shutdownTimeout   = 15 * time.Second
+	bodyLimit             = "1M"
+	defaultHandlerTimeout = 60 * time.Second
+	readHeaderTimeout     = 10 * time.Second
+	readTimeout           = 30 * time.Second
+	writeTimeoutMargin    = 15 * time.Second
+	idleTimeout           = 2 * time.Minute
+	shutdownTimeout       = 15 * time.Second
 )
 
 // Config sets up a Server. Cfg and Store are required. POST /sync-manual/ needs Applier
@@ -54,6 +57,14 @@ type Config struct {
 	// Replicating reports whether the replication connection streams, for /readyz; nil
 	// leaves it out of the check.
 	Replicating func() bool
+	// Standby reports whether this process is a standby that waits for the pipeline's
+	// active lock, which another process holds, for /readyz; nil means never.
+	Standby func() bool
+	// HandlerTimeout limits each request; 0 means 60 s. A release of POST /sync-manual/
+	// that outlasts it goes on in the background, and the request returns 202.
+	HandlerTimeout time.Duration
+	// ReleaseTimeout limits a release of POST /sync-manual/; 0 means 30 minutes.
+	ReleaseTimeout time.Duration
 }
 
 // Server is the HTTP API of one pipeline.
@@ -64,6 +75,17 @@ type Server struct {
 	auth      *authenticator
 	validator *requestValidator
 	log       *slog.Logger
+
+	handlerTimeout time.Duration
+	releaseTimeout time.Duration
+	// releases contains the keys of the running releases (releaseKey), so a second
+	// request for the same change or thread is rejected while the first runs.
+	releases sync.Map
+	// backgroundCtx is the context of the releases that outlive their request.
+	// stopBackground cancels it and waits for them through background.
+	backgroundCtx    context.Context
+	cancelBackground context.CancelFunc
+	background       sync.WaitGroup
 }
 
 // New checks the configuration and builds the server. Without authentication configured,
@@ -98,7 +120,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 
-	s := &Server{cfg: cfg, listen: listen, auth: auth, validator: validator, log: cfg.Log}
+	s := &Server{
+		cfg: cfg, listen: listen, auth: auth, validator: validator, log: cfg.Log,
+		handlerTimeout: cmp.Or(cfg.HandlerTimeout, defaultHandlerTimeout),
+		releaseTimeout: cmp.Or(cfg.ReleaseTimeout, defaultReleaseTimeout),
+	}
+	s.backgroundCtx, s.cancelBackground = context.WithCancel(context.Background())
 	if s.echo, err = s.newEcho(); err != nil {
 		s.Close()
 		return nil, err
@@ -109,8 +136,10 @@ func New(cfg Config) (*Server, error) {
 // ServeHTTP serves one request, so the server can be used as an http.Handler in tests.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
-// Close stops the background refresh of the JWKS keys.
+// Close cancels the releases that run in the background, which roll back, waits for
+// them, and stops the background refresh of the JWKS keys.
 func (s *Server) Close() {
+	s.stopBackground()
 	if s.auth != nil {
 		s.auth.close()
 	}
@@ -133,7 +162,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           s.echo,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
+		WriteTimeout:      s.handlerTimeout + writeTimeoutMargin,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -186,7 +215,9 @@ func (s *Server) newEcho() (*echo.Echo, error) {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
 	e.Use(middleware.BodyLimit(bodyLimit))
-	e.Use(middleware.ContextTimeout(handlerTimeout))
+	e.Use(middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{
+		Timeout: s.handlerTimeout, ErrorHandler: s.handleTimeout,
+	}))
 
 	// Each route checks the token first, then the request against openapi.json, and the
 	// handlers still check what the document cannot express, such as exactly one scope.
@@ -247,6 +278,12 @@ func (s *Server) readyz(c echo.Context) error {
 		s.log.Warn("readiness check failed", "error", err.Error())
 		return newError(http.StatusServiceUnavailable, "not_ready",
 			"the target database does not answer; check that it runs and that target.url is right")
+	}
+	if s.cfg.Standby != nil && s.cfg.Standby() {
+		return newError(http.StatusServiceUnavailable, "standby",
+			"this process is a standby of pipeline "+s.cfg.Pipeline+": another changesync process holds "+
+				"the pipeline's active lock, and this one takes it over when that process stops. It serves "+
+				"the API meanwhile")
 	}
 	if s.cfg.Replicating != nil && !s.cfg.Replicating() {
 		return newError(http.StatusServiceUnavailable, "not_replicating",

@@ -56,14 +56,14 @@ func scopeIDs(ctx context.Context, q *dbgen.Queries, req *Request, s scope) ([]u
 		return ids, nil
 	case scopeRow:
 		ids, err := q.ListSyncedChangeIDsByRow(ctx, dbgen.ListSyncedChangeIDsByRowParams{
-			TableName: qualify(req.Table), RowKey: req.RowKey, Since: req.Since,
+			TableName: req.Table, RowKey: req.RowKey, Since: req.Since,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("list the changes of row %s of %s: %w", req.RowKey, req.Table, err)
 		}
 		if len(ids) == 0 {
 			return nil, fmt.Errorf("synced changes of row %s of table %s%s: %w", req.RowKey,
-				qualify(req.Table), sinceText(req.Since), ErrNotFound)
+				req.Table, sinceText(req.Since), ErrNotFound)
 		}
 		return ids, nil
 	default:
@@ -76,9 +76,9 @@ func windowIDs(ctx context.Context, q *dbgen.Queries, req *Request) ([]uuid.UUID
 	if until.IsZero() {
 		until = endOfTime
 	}
-	tables := make([]string, len(req.Tables))
-	for i, t := range req.Tables {
-		tables[i] = qualify(t)
+	tables := req.Tables
+	if tables == nil {
+		tables = []string{}
 	}
 	ids, err := q.ListSyncedChangeIDsInWindow(ctx, dbgen.ListSyncedChangeIDsInWindowParams{
 		Since: req.Since, Until: until, Tables: tables,

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/datasense/changesync/pkg/config"
 )
 
 // Request names the changes to undo by exactly one scope, and the options of the undo.
@@ -17,7 +19,8 @@ type Request struct {
 	// ThreadID selects every change of one source transaction.
 	ThreadID uuid.UUID
 	// Table and RowKey select the synced changes of one row. Table is the source or the
-	// target table as schema.table, and RowKey is in the format of change_events.row_key.
+	// target table in a form StoredTableName reads, and RowKey is in the format of
+	// change_events.row_key.
 	// With Since, only changes synced at or after it are selected.
 	Table  string
 	RowKey string
@@ -53,6 +56,12 @@ const (
 // than a skipped entry of the result.
 func (s scope) single() bool { return s == scopeChange || s == scopeToken }
 
+// Scopeless reports whether the request names no scope at all.
+func (r *Request) Scopeless() bool {
+	return r.ChangeID == uuid.Nil && r.UndoToken == uuid.Nil && r.ThreadID == uuid.Nil && r.Table == "" &&
+		r.RowKey == "" && r.Since.IsZero() && r.Until.IsZero() && len(r.Tables) == 0
+}
+
 // scope validates the request and returns its scope.
 func (r *Request) scope() (scope, error) {
 	var scopes []string
@@ -71,12 +80,20 @@ func (r *Request) scope() (scope, error) {
 	} else if !r.Since.IsZero() || !r.Until.IsZero() || len(r.Tables) > 0 {
 		scopes, s = append(scopes, "time window"), scopeWindow
 	}
-	if len(scopes) != 1 {
-		return 0, fmt.Errorf("%w: it names %d scopes (%s): name exactly one of a change id, "+
-			"an undo token, a thread id, a table and row key, or a time window",
-			ErrInvalidRequest, len(scopes), strings.Join(scopes, ", "))
+	const oneScope = "name exactly one of a change id, an undo token, a thread id, a table and row key, " +
+		"or a time window"
+	switch len(scopes) {
+	case 0:
+		return 0, fmt.Errorf("%w: it names no scope: %s", ErrInvalidRequest, oneScope)
+	case 1:
+	default:
+		return 0, fmt.Errorf("%w: it names %d scopes (%s): %s",
+			ErrInvalidRequest, len(scopes), strings.Join(scopes, ", "), oneScope)
 	}
 	if err := r.checkScope(s); err != nil {
+		return 0, err
+	}
+	if err := r.storeTableNames(); err != nil {
 		return 0, err
 	}
 	if !r.DryRun && strings.TrimSpace(r.Reason) == "" {
@@ -110,10 +127,38 @@ func (r *Request) checkScope(s scope) error {
 	return nil
 }
 
-// qualify returns a table name as schema.table, with public as the default schema.
-func qualify(table string) string {
-	if strings.Contains(table, ".") {
-		return table
+// storeTableNames rewrites Table and Tables in the form the audit trail stores.
+func (r *Request) storeTableNames() error {
+	var err error
+	if r.Table != "" {
+		if r.Table, err = StoredTableName(r.Table); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
 	}
-	return "public." + table
+	for i, t := range r.Tables {
+		if r.Tables[i], err = StoredTableName(t); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		}
+	}
+	return nil
+}
+
+// StoredTableName returns a table name in the form change_events.table_name and the
+// tables of sync_log store it: schema.table, unquoted, in its exact case. A name that
+// contains a double quote is read as SQL and the configuration read it, so
+// "Mixed"."Case Table" is Mixed.Case Table and an unquoted part folds to lower case. Any
+// other name is taken as already in the stored form. A name without a schema, in either
+// form, is in public.
+func StoredTableName(name string) (string, error) {
+	if strings.Contains(name, `"`) {
+		t, err := config.ParseTableName(name)
+		if err != nil {
+			return "", err
+		}
+		return t.String(), nil
+	}
+	if strings.Contains(name, ".") {
+		return name, nil
+	}
+	return "public." + name, nil
 }

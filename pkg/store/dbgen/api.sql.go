@@ -24,9 +24,10 @@ WHERE ($1::text IS NULL OR table_name = $1)
   AND ($7::timestamptz IS NULL OR detected_at >= $7)
   AND ($8::timestamptz IS NULL OR detected_at < $8)
   AND ($9::timestamptz IS NULL
-       OR (detected_at, id) < ($9, $10::uuid))
-ORDER BY detected_at DESC, id DESC
-LIMIT $11
+       OR (detected_at, source_lsn, seq, id) < ($9, $10::bigint,
+                                                $11::int, $12::uuid))
+ORDER BY detected_at DESC, source_lsn DESC, seq DESC, id DESC
+LIMIT $13
 `
 
 type ListChangeEventsPageParams struct {
@@ -39,16 +40,20 @@ type ListChangeEventsPageParams struct {
 	Since           pgtype.Timestamptz `json:"since"`
 	Until           pgtype.Timestamptz `json:"until"`
 	AfterDetectedAt pgtype.Timestamptz `json:"after_detected_at"`
+	AfterSourceLsn  pgtype.Int8        `json:"after_source_lsn"`
+	AfterSeq        pgtype.Int4        `json:"after_seq"`
 	AfterID         uuid.NullUUID      `json:"after_id"`
 	PageSize        int32              `json:"page_size"`
 }
 
 // Queries of the HTTP API: the audit listings and histories it reads.
-// One page of change events, newest first. Every filter is optional (NULL leaves it out);
-// the cursor is the (detected_at, id) of the last event of the previous page.
-// Each filter has an index that leads with its column and ends with (detected_at, id), and
-// change_events_detected_idx serves since, until and the cursor (migration 000004). With
-// several filters the planner picks one of these indexes and filters the rest.
+// One page of change events, newest first. Every filter is optional (NULL leaves it out).
+// Events of one batch share detected_at, so ties go by the source transaction's commit
+// LSN and the position in it, both newest first, and then by id. The cursor is the
+// (detected_at, source_lsn, seq, id) of the last event of the previous page.
+// Each filter has an index that leads with its column and ends with this order, and
+// change_events_detected_order_idx serves since, until and the cursor (migration 000006).
+// With several filters the planner picks one of these indexes and filters the rest.
 func (q *Queries) ListChangeEventsPage(ctx context.Context, arg ListChangeEventsPageParams) ([]ChangeEvent, error) {
 	rows, err := q.db.Query(ctx, listChangeEventsPage,
 		arg.TableName,
@@ -60,6 +65,8 @@ func (q *Queries) ListChangeEventsPage(ctx context.Context, arg ListChangeEvents
 		arg.Since,
 		arg.Until,
 		arg.AfterDetectedAt,
+		arg.AfterSourceLsn,
+		arg.AfterSeq,
 		arg.AfterID,
 		arg.PageSize,
 	)

@@ -46,11 +46,13 @@ type Querier interface {
 	ListChangeEventsByRow(ctx context.Context, arg ListChangeEventsByRowParams) ([]ChangeEvent, error)
 	ListChangeEventsByThread(ctx context.Context, threadID uuid.UUID) ([]ChangeEvent, error)
 	// Queries of the HTTP API: the audit listings and histories it reads.
-	// One page of change events, newest first. Every filter is optional (NULL leaves it out);
-	// the cursor is the (detected_at, id) of the last event of the previous page.
-	// Each filter has an index that leads with its column and ends with (detected_at, id), and
-	// change_events_detected_idx serves since, until and the cursor (migration 000004). With
-	// several filters the planner picks one of these indexes and filters the rest.
+	// One page of change events, newest first. Every filter is optional (NULL leaves it out).
+	// Events of one batch share detected_at, so ties go by the source transaction's commit
+	// LSN and the position in it, both newest first, and then by id. The cursor is the
+	// (detected_at, source_lsn, seq, id) of the last event of the previous page.
+	// Each filter has an index that leads with its column and ends with this order, and
+	// change_events_detected_order_idx serves since, until and the cursor (migration 000006).
+	// With several filters the planner picks one of these indexes and filters the rest.
 	ListChangeEventsPage(ctx context.Context, arg ListChangeEventsPageParams) ([]ChangeEvent, error)
 	ListChangeIDsByThread(ctx context.Context, threadID uuid.UUID) ([]uuid.UUID, error)
 	// The held and blocked changes of a pipeline in source order, locked, for the per-row
