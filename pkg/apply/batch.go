@@ -226,8 +226,7 @@ func (b *Batch) delete(ctx context.Context, p *plan, ev *change.Event, res *Resu
 			diff.add(c.Name, row.values[i], change.NullValue())
 		}
 	}
-	sql := "DELETE FROM " + p.target.Name.Sanitize() + " WHERE " + p.whereKey(1)
-	b.queue(sql, params(key), 1, "delete from "+p.target.Name.String())
+	b.queue(p.deleteSQL(), params(key), 1, p.deleteWhat)
 	row.exists, row.values = false, nil
 	res.Diff, res.TargetKey = diff.bytes(), keyJSON(key)
 	return nil
@@ -280,32 +279,24 @@ func (b *Batch) truncate(p *plan, ev *change.Event, res *Result) error {
 
 // insertRow queues an INSERT of every mapped column of tuple.
 func (b *Batch) insertRow(p *plan, row *rowState, key []change.Value, tuple change.Tuple, res *Result) error {
-	var cols []string
-	var vals []change.Value
-	overriding := false
+	var colsBuf [32]int
+	cols := colsBuf[:0]
+	vals := make([]change.Value, 0, len(p.cols))
 	diff := newDiff()
 	row.values = make([]change.Value, len(p.target.Columns))
-	for _, c := range p.cols {
+	for j, c := range p.cols {
 		v := tuple[c.source]
 		if !v.Known() {
 			continue
 		}
-		cols = append(cols, pgx.Identifier{c.target.Name}.Sanitize())
+		cols = append(cols, j)
 		vals = append(vals, v)
-		overriding = overriding || c.target.IdentityAlways
 		diff.add(c.target.Name, change.NullValue(), v)
 		row.values[p.target.byName[c.target.Name]] = v
 	}
 	row.exists = true
 
-	var sql strings.Builder
-	sql.WriteString("INSERT INTO " + p.target.Name.Sanitize() + " (" + strings.Join(cols, ", ") + ")")
-	if overriding {
-		sql.WriteString(" OVERRIDING SYSTEM VALUE")
-	}
-	sql.WriteString(" VALUES (" + placeholders(1, len(cols)) + ")")
-	b.queue(sql.String(), params(vals), 1, "insert into "+p.target.Name.String())
-
+	b.queue(p.insertSQL(cols), params(vals), 1, p.insertWhat)
 	res.Status, res.Diff, res.TargetKey = change.StatusSynced, diff.bytes(), keyJSON(key)
 	res.Op = change.OpInsert
 	return nil
@@ -316,10 +307,11 @@ func (b *Batch) insertRow(p *plan, row *rowState, key []change.Value, tuple chan
 func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value, tuple change.Tuple,
 	res *Result,
 ) error {
-	var sets []string
+	var colsBuf [32]int
+	cols := colsBuf[:0]
 	var vals []change.Value
 	diff := newDiff()
-	for _, c := range p.cols {
+	for j, c := range p.cols {
 		v := tuple[c.source]
 		if !v.Known() || c.target.IdentityAlways {
 			continue
@@ -328,8 +320,8 @@ func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value,
 		if row.values[i].Equal(v) {
 			continue
 		}
+		cols = append(cols, j)
 		vals = append(vals, v)
-		sets = append(sets, fmt.Sprintf("%s = $%d", pgx.Identifier{c.target.Name}.Sanitize(), len(vals)))
 		diff.add(c.target.Name, row.values[i], v)
 		row.values[i] = v
 	}
@@ -339,13 +331,11 @@ func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value,
 	if moved {
 		b.moveRow(p, row, newKey)
 	}
-	if len(sets) == 0 {
+	if len(cols) == 0 {
 		return nil
 	}
 
-	sql := "UPDATE " + p.target.Name.Sanitize() + " SET " + strings.Join(sets, ", ") +
-		" WHERE " + p.whereKey(len(vals)+1)
-	b.queue(sql, params(append(vals, oldKey...)), 1, "update "+p.target.Name.String())
+	b.queue(p.updateSQL(cols), params(append(vals, oldKey...)), 1, p.updateWhat)
 	res.Diff = diff.bytes()
 	return nil
 }

@@ -1,8 +1,10 @@
 package apply
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -31,11 +33,110 @@ type plan struct {
 	// keyless is set for a REPLICA IDENTITY FULL table without any key: key then lists
 	// every mapped column, and rows are found by all their values.
 	keyless bool
+
+	// insertWhat, updateWhat and deleteWhat name the writes in error messages.
+	insertWhat, updateWhat, deleteWhat string
+	texts                              statementTexts
+}
+
+// statementTexts caches the text of a plan's write statements by statement kind and
+// column set, so that changes of the same shape share one text instead of each building
+// it. It keeps at most maxPrepared texts, because a wide table has many column subsets.
+type statementTexts struct {
+	mu    sync.Mutex
+	byKey map[string]string
+}
+
+// textKey returns the cache key of a statement of the given kind over the plan columns
+// cols (indexes into plan.cols), appended to buf.
+func textKey(buf []byte, kind byte, cols []int) []byte {
+	buf = append(buf, kind)
+	for _, j := range cols {
+		buf = binary.AppendUvarint(buf, uint64(j))
+	}
+	return buf
+}
+
+// cachedText returns the statement text cached under key.
+func (p *plan) cachedText(key []byte) (string, bool) {
+	p.texts.mu.Lock()
+	defer p.texts.mu.Unlock()
+	sql, ok := p.texts.byKey[string(key)]
+	return sql, ok
+}
+
+// cacheText caches sql under key unless the cache is full.
+func (p *plan) cacheText(key []byte, sql string) {
+	p.texts.mu.Lock()
+	defer p.texts.mu.Unlock()
+	if p.texts.byKey == nil {
+		p.texts.byKey = map[string]string{}
+	}
+	if len(p.texts.byKey) < maxPrepared {
+		p.texts.byKey[string(key)] = sql
+	}
+}
+
+// updateSQL returns the UPDATE of the plan columns cols, in that order, as $1…, of the
+// row whose key follows them as parameters.
+func (p *plan) updateSQL(cols []int) string {
+	var keyBuf [64]byte
+	key := textKey(keyBuf[:0], 'u', cols)
+	if sql, ok := p.cachedText(key); ok {
+		return sql
+	}
+	sets := make([]string, len(cols))
+	for i, j := range cols {
+		sets[i] = fmt.Sprintf("%s = $%d", pgx.Identifier{p.cols[j].target.Name}.Sanitize(), i+1)
+	}
+	sql := "UPDATE " + p.target.Name.Sanitize() + " SET " + strings.Join(sets, ", ") +
+		" WHERE " + p.whereKey(len(cols)+1)
+	p.cacheText(key, sql)
+	return sql
+}
+
+// insertSQL returns the INSERT of the plan columns cols, in that order, as $1….
+func (p *plan) insertSQL(cols []int) string {
+	var keyBuf [64]byte
+	key := textKey(keyBuf[:0], 'i', cols)
+	if sql, ok := p.cachedText(key); ok {
+		return sql
+	}
+	names := make([]string, len(cols))
+	overriding := false
+	for i, j := range cols {
+		names[i] = pgx.Identifier{p.cols[j].target.Name}.Sanitize()
+		overriding = overriding || p.cols[j].target.IdentityAlways
+	}
+	var sql strings.Builder
+	sql.WriteString("INSERT INTO " + p.target.Name.Sanitize() + " (" + strings.Join(names, ", ") + ")")
+	if overriding {
+		sql.WriteString(" OVERRIDING SYSTEM VALUE")
+	}
+	sql.WriteString(" VALUES (" + placeholders(1, len(cols)) + ")")
+	p.cacheText(key, sql.String())
+	return sql.String()
+}
+
+// deleteSQL returns the DELETE of the row whose key is $1….
+func (p *plan) deleteSQL() string {
+	key := []byte{'d'}
+	if sql, ok := p.cachedText(key); ok {
+		return sql
+	}
+	sql := "DELETE FROM " + p.target.Name.Sanitize() + " WHERE " + p.whereKey(1)
+	p.cacheText(key, sql)
+	return sql
 }
 
 // newPlan maps a relation onto its target table.
 func newPlan(spec *TableSpec, target *targetTable, rel *change.Relation) (*plan, error) {
-	p := &plan{spec: spec, target: target, rel: rel, actor: -1}
+	p := &plan{
+		spec: spec, target: target, rel: rel, actor: -1,
+		insertWhat: "insert into " + target.Name.String(),
+		updateWhat: "update " + target.Name.String(),
+		deleteWhat: "delete from " + target.Name.String(),
+	}
 	for i, c := range rel.Columns {
 		name := spec.targetName(c.Name)
 		if c.Name == spec.ActorColumn && spec.ActorColumn != "" {
