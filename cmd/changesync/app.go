@@ -157,11 +157,15 @@ func runCheck(ctx context.Context, a *app) error {
 	if rulesErr != nil {
 		fmt.Printf("FAIL  rules: %v\n", rulesErr)
 	}
+	_, transformsErr := compileTransforms(a)
+	if transformsErr != nil {
+		fmt.Printf("FAIL  transforms: %v\n", transformsErr)
+	}
 	_, notifyErr := notify.ParseConfig(&a.cfg.Notify, os.LookupEnv)
 	if notifyErr != nil {
 		fmt.Printf("FAIL  notify: %v\n", notifyErr)
 	}
-	if !report.OK() || rulesErr != nil || notifyErr != nil {
+	if !report.OK() || rulesErr != nil || transformsErr != nil || notifyErr != nil {
 		return fmt.Errorf("check found problems; fix them and run check again")
 	}
 	return nil
@@ -202,11 +206,15 @@ func (a *app) preflight(ctx context.Context) error {
 // openTarget opens the metadata store and builds the applier of the configured tables.
 // The caller closes the store.
 func (a *app) openTarget(ctx context.Context) (*store.Store, *apply.Applier, error) {
+	specs, err := a.applySpecs()
+	if err != nil {
+		return nil, nil, err
+	}
 	st, err := store.Open(ctx, a.cfg.Target.URL, a.cfg.Target.Schema)
 	if err != nil {
 		return nil, nil, err
 	}
-	applier, err := apply.New(ctx, st.Pool, a.tableSpecs(), apply.Policy{
+	applier, err := apply.New(ctx, st.Pool, specs, apply.Policy{
 		OnExistingRow: a.cfg.Apply.OnExistingRow, OnMissingRow: a.cfg.Apply.OnMissingRow,
 		OnMissingColumn: a.cfg.Apply.OnMissingColumn,
 	}, a.log)
@@ -222,6 +230,11 @@ func (a *app) openTarget(ctx context.Context) (*store.Store, *apply.Applier, err
 func runSidecar(ctx context.Context, a *app) error {
 	a.log.Info("changesync starting", "version", version, "pipeline", a.cfg.Pipeline,
 		"slot", a.cfg.Source.Slot, "tables", len(a.cfg.Tables))
+	// An invalid transform stops the start before anything is created; openTarget
+	// compiles the transforms again for the applier.
+	if _, err := compileTransforms(a); err != nil {
+		return err
+	}
 	if err := a.preflight(ctx); err != nil {
 		return err
 	}

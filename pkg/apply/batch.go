@@ -94,6 +94,11 @@ func (b *Batch) Apply(ctx context.Context, ev *change.Event) (Result, error) {
 			"hold): add the column to the target, or exclude it, then release the change", col, p.target.Name)
 		return res, nil
 	}
+	tev, err := transformEvent(ctx, p, ev)
+	if err != nil {
+		return transformFailure(p, ev, err), nil
+	}
+	ev = tev
 
 	switch {
 	case p.keyless && ev.Op != change.OpTruncate:

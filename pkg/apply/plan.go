@@ -165,6 +165,9 @@ func newPlan(spec *TableSpec, target *targetTable, rel *change.Relation) (*plan,
 	if err := p.resolveKey(); err != nil {
 		return nil, err
 	}
+	if err := p.checkTransforms(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

@@ -57,7 +57,8 @@ func sourceRelation(ctx context.Context, q Querier, table change.TableName) (*ch
 // CopyTable copies every row of a source table, read inside src (a transaction that
 // imported the slot's snapshot), into its target inside dst, and returns the number of
 // rows copied. Rows go through a staging table so that rows already on the target are
-// updated instead of failing on their key.
+// updated instead of failing on their key. A table with transforms is read row by row
+// and each row is transformed as an INSERT; the others stream from COPY to COPY.
 func (a *Applier) CopyTable(ctx context.Context, src, dst pgx.Tx, source change.TableName) (int64, error) {
 	spec := a.specs[source]
 	if spec == nil {
@@ -96,9 +97,15 @@ func (a *Applier) CopyTable(ctx context.Context, src, dst pgx.Tx, source change.
 	}
 	progress := newCopyProgress(source, estimate, a.log, a.copyProgress)
 	stop := progress.report(ctx)
-	n, err := pipeCopy(ctx, src, dst,
-		"COPY (SELECT "+strings.Join(srcCols, ", ")+" FROM "+source.Sanitize()+") TO STDOUT",
-		"COPY "+stage+" ("+dstList+") FROM STDIN", &progress.rows)
+	copyFrom := "COPY " + stage + " (" + dstList + ") FROM STDIN"
+	var n int64
+	if spec.Transform != nil {
+		n, err = copyTransformed(ctx, src, dst, p, copyFrom, &progress.rows)
+	} else {
+		n, err = pipeCopy(ctx, src, dst,
+			"COPY (SELECT "+strings.Join(srcCols, ", ")+" FROM "+source.Sanitize()+") TO STDOUT",
+			copyFrom, &progress.rows)
+	}
 	stop()
 	if err != nil {
 		return 0, fmt.Errorf("copy %s to %s: %w", source, p.target.Name, err)

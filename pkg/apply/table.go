@@ -26,6 +26,9 @@ type TableSpec struct {
 	Columns map[string]string
 	// Exclude lists source columns that are never written.
 	Exclude []string
+	// Transform computes the target values of transformed columns; nil when the table
+	// has no transforms.
+	Transform Transformer
 	// Truncate is what a source TRUNCATE does: hold (the default), apply or ignore.
 	Truncate string
 	// ActorColumn names a source column whose new value is recorded as the actor.

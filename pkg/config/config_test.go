@@ -333,6 +333,7 @@ func TestLoadRejects(t *testing.T) {
 		{"long column name", "tables: [{source: a, exclude: [" + strings.Repeat("c", 64) + "]}]", "is 64 bytes long: use at most 63 bytes"},
 		{"empty transform", `tables: [{source: a, transform: {zip: " "}}]`, "tables[0].transform.zip: missing expression"},
 		{"transform of excluded column", `tables: [{source: a, exclude: [zip], transform: {zip: "new.zip"}}]`, `tables[0].transform.zip: column "zip" is excluded`},
+		{"transform of key column", `tables: [{source: a, key: [id], transform: {id: "new.id + 1"}}]`, `tables[0].transform.id: column "id" is in tables[].key`},
 		{"bad truncate", "tables: [{source: a}, {source: b, truncate: drop}]", `tables[1].truncate: invalid value "drop": use hold, apply or ignore`},
 		{"target is the source", "target: {url: 'postgres://crm@db:5432/crm'}\ntables: [{source: crm.customers}]", "tables[0].target: the target is the source table crm.customers itself"},
 		{"bad slot", "source: {url: 'postgres://crm@db/crm', slot: Change-Sync}", `source.slot: invalid slot name "Change-Sync"`},

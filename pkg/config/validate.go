@@ -191,6 +191,9 @@ func validateTable(p *problems, field string, t *Table) {
 			p.add(f, "missing expression: write a CEL expression such as new.%s, or remove it", col)
 		case excluded[col]:
 			p.add(f, "column %q is excluded, so its transform is never used: remove one of them", col)
+		case keySeen[col]:
+			p.add(f, "column %q is in tables[].key, and target rows are found by the source key "+
+				"values, so a key column cannot be transformed: remove the transform", col)
 		}
 	}
 

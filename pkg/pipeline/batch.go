@@ -326,10 +326,11 @@ func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, n
 		res, approved := p.decideRow(held, ev, dec)
 		if approved {
 			var err error
+			actx := apply.WithTxActor(ctx, tx.Actor) // the actor of the table's transforms
 			if isolate {
-				res, err = b.ApplyIsolated(ctx, ev)
+				res, err = b.ApplyIsolated(actx, ev)
 			} else {
-				res, err = b.Apply(ctx, ev)
+				res, err = b.Apply(actx, ev)
 			}
 			if err != nil {
 				return fmt.Errorf("apply %s change %s of %s: %w", ev.Op, ev.ID, ev.Relation.Table, err)

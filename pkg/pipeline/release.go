@@ -228,6 +228,9 @@ func (r *releaser) digest(c *dbgen.ChangeEvent) error {
 func (r *releaser) apply(ctx context.Context, c *dbgen.ChangeEvent, ev *change.Event, by, reason string,
 	approved bool, out *ReleaseResult,
 ) error {
+	// The recorded actor is the transaction's user or else the actor column's value, and
+	// either gives the table's transforms the actor they saw when the change arrived.
+	ctx = apply.WithTxActor(ctx, c.Actor.String)
 	apply := r.batch.ApplyIsolated
 	if approved {
 		apply = r.batch.ApplyReleased
