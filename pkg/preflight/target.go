@@ -160,6 +160,7 @@ func checkMapping(is *issues, i int, spec *config.Table, source *sourceTable, tt
 		writers[m.target] = m.source.name
 
 		tc, ok := tt.column(m.target)
+		_, transformed := spec.Transform[m.source.name]
 		switch {
 		case !ok:
 			missing = append(missing, m.target)
@@ -169,6 +170,9 @@ func checkMapping(is *issues, i int, spec *config.Table, source *sourceTable, tt
 			is.fail(fmt.Sprintf("column %s is generated and cannot be written", quoteIdent(m.target)),
 				fmt.Sprintf("exclude %s in tables[%d].exclude or map it to another column",
 					quoteIdent(m.source.name), i))
+		case transformed:
+			// The transform computes the value written, so the source type says nothing
+			// about what the target column receives.
 		case !writable(m.source.typeName, tc.typeName):
 			mismatched = append(mismatched, fmt.Sprintf("%s (%s into %s)", quoteIdent(m.target),
 				m.source.typeName, tc.typeName))
@@ -183,7 +187,8 @@ func checkMapping(is *issues, i int, spec *config.Table, source *sourceTable, tt
 	}
 	if len(mismatched) > 0 {
 		is.warn(fmt.Sprintf("column types differ: %s; values that do not convert fail to apply",
-			strings.Join(mismatched, ", ")), strings.Join(alignTypes, "; "))
+			strings.Join(mismatched, ", ")), strings.Join(alignTypes, "; ")+
+			fmt.Sprintf(", or convert the values with tables[%d].transform", i))
 	}
 
 	checkUnmappedRequired(is, i, tt, writers)
