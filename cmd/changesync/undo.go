@@ -41,7 +41,8 @@ func runUndoCommand(ctx context.Context, args []string, out io.Writer) error {
 	changeID := fs.String("change", "", "undo the change with this change_events id")
 	token := fs.String("token", "", "undo the change with this undo token")
 	thread := fs.String("thread", "", "undo every change of this thread (source transaction)")
-	table := fs.String("table", "", "with --row-key: the source or target table as schema.table, or quoted as in the config, such as \"Mixed\".\"Case Table\"")
+	table := fs.String("table", "", "with --row-key: the source or target table as schema.table, "+
+		"or quoted as in the config, such as \"Mixed\".\"Case Table\"")
 	rowKey := fs.String("row-key", "", "with --table: undo the synced changes of this row")
 	since := fs.String("since", "", "undo changes synced at or after this RFC 3339 time")
 	until := fs.String("until", "", "with --since alone: undo changes synced before this RFC 3339 time")
