@@ -22,9 +22,9 @@ import (
 type audit struct {
 	events []dbgen.InsertChangeEventsParams
 	logs   []dbgen.InsertSyncLogParams
-	// unsynced indexes the events that were approved but not synced, such as failed or
-	// held applies, which are logged once the batch commits.
-	unsynced []int
+	// unsynced collects the events that were not synced, such as failed or held
+	// applies, which are logged once the batch commits.
+	unsynced unsyncedLog
 	// queued is the number of events given to Notify that were written to the outbox.
 	queued int
 }
@@ -63,7 +63,7 @@ func (p *Pipeline) commitBatch(ctx context.Context, batch []*change.Tx, isolate 
 	counts.add(rows.events)
 	p.observe(counts, len(rows.events), start, last)
 	p.written(rows.queued)
-	p.logUnsynced(ctx, &rows)
+	p.logUnsynced(ctx, &rows.unsynced)
 	return nil
 }
 
@@ -177,7 +177,7 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, b
 	isolate := p.isolateLSN == last.CommitLSN
 	b := p.applier.Begin(dbtx)
 	parts := p.fresh(batch)
-	var unsynced audit
+	var unsynced unsyncedLog
 	txCount, events, queued := len(parts), 0, 0
 	bulkFromStart := false
 	start := time.Now()
@@ -198,10 +198,7 @@ func (p *Pipeline) commitLarge(ctx, group context.Context, batch []*change.Tx, b
 		events += len(rows.events)
 		queued = max(queued, rows.queued)
 		counts.add(rows.events)
-		for _, i := range rows.unsynced {
-			unsynced.unsynced = append(unsynced.unsynced, len(unsynced.events))
-			unsynced.events = append(unsynced.events, rows.events[i])
-		}
+		unsynced.merge(&rows.unsynced)
 		b.ForgetRows()
 		if !last.More {
 			break
@@ -279,26 +276,6 @@ func (p *Pipeline) restart(tx *change.Tx, err error) error {
 	return fmt.Errorf("%w: %w", errRestart, err)
 }
 
-// logUnsynced logs each change of a committed batch that did not reach the target. A
-// failed or held change logs at warning level, because the target differs from the
-// source until someone acts. A skipped or rejected one logs at info level.
-func (p *Pipeline) logUnsynced(ctx context.Context, rows *audit) {
-	for _, i := range rows.unsynced {
-		ev := &rows.events[i]
-		level := slog.LevelInfo
-		if ev.Status == dbgen.ChangeStatusFailed || ev.Status == dbgen.ChangeStatusHeld {
-			level = slog.LevelWarn
-		}
-		reason := ev.DecisionReason.String
-		if ev.Error.Valid {
-			reason = ev.Error.String
-		}
-		p.log.Log(ctx, level, "change not synced", "pipeline", p.cfg.Name, "status", string(ev.Status),
-			"change_id", ev.ID.String(), "table", ev.TableName, "row_key", ev.RowKey,
-			"change_type", string(ev.ChangeType), "reason", reason, "decided_by", ev.DecidedBy.String)
-	}
-}
-
 // configuredEvents returns the events of configured tables, for prefetching.
 func configuredEvents(a *apply.Applier, txs []*change.Tx) []change.Event {
 	var events []change.Event
@@ -345,7 +322,7 @@ func (p *Pipeline) applyTx(ctx context.Context, b *apply.Batch, tx *change.Tx, n
 		}
 		rows.events = append(rows.events, row)
 		if res.Status != change.StatusSynced {
-			rows.unsynced = append(rows.unsynced, len(rows.events)-1)
+			rows.unsynced.add(&rows.events[len(rows.events)-1])
 		}
 		if res.Diff != nil {
 			rows.logs = append(rows.logs, syncLogRow(ev.ID, row.TableName, row.RowKey,
