@@ -264,13 +264,27 @@ func (d *decoder) mayMove(ev *change.Event) bool {
 }
 
 // joinMove turns ev, the last event, into an UPDATE to tuple when ev deletes the row
-// that an INSERT of tuple into rel moves to another partition.
+// that an INSERT of tuple into rel moves to another partition. pgoutput sends the
+// Relation message again before the first change of each partition, so the DELETE may
+// refer to an earlier copy of the same relation.
 func (d *decoder) joinMove(ev *change.Event, rel *change.Relation, tuple change.Tuple) bool {
-	if ev.Relation != rel || !d.mayMove(ev) || !d.partitioned[rel.OID].moved(ev.Old, tuple) {
+	if ev.Relation.OID != rel.OID || !sameColumns(ev.Relation, rel) || !d.mayMove(ev) ||
+		!d.partitioned[rel.OID].moved(ev.Old, tuple) {
 		return false
 	}
-	ev.Op, ev.New = change.OpUpdate, tuple
+	ev.Op, ev.Relation, ev.New = change.OpUpdate, rel, tuple
 	return true
+}
+
+// sameColumns reports whether two versions of a relation have the same columns, by name
+// and type, in the same order.
+func sameColumns(a, b *change.Relation) bool {
+	if a == b {
+		return true
+	}
+	return slices.EqualFunc(a.Columns, b.Columns, func(x, y change.Column) bool {
+		return x.Name == y.Name && x.TypeOID == y.TypeOID
+	})
 }
 
 func (d *decoder) update(m *pglogrepl.UpdateMessage) error {

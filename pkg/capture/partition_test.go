@@ -58,6 +58,22 @@ func TestDecodePartitionMove(t *testing.T) {
 			[]string{"update m old=1,eu,<absent> new=1,us,x"},
 		},
 		{
+			"relation message between joins",
+			[][]byte{
+				deleteKeyMsg(9, "t:1", "t:eu", "n"), relationMsg(9, "m", 'd', "region", "v"),
+				insertMsg(9, "t:1", "t:us", "t:x"),
+			},
+			[]string{"update m old=1,eu,<absent> new=1,us,x"},
+		},
+		{
+			"changed columns between stay apart",
+			[][]byte{
+				deleteKeyMsg(9, "t:1", "t:eu", "n"), relationMsg(9, "m", 'd', "region", "v", "added"),
+				insertMsg(9, "t:1", "t:us", "t:x", "t:y"),
+			},
+			[]string{"delete m old=1,eu,<absent>", "insert new=1,us,x,y"},
+		},
+		{
 			"other id stays apart",
 			[][]byte{deleteKeyMsg(9, "t:1", "t:eu", "n"), insertMsg(9, "t:2", "t:us", "t:x")},
 			[]string{"delete m old=1,eu,<absent>", "insert new=2,us,x"},

@@ -205,7 +205,8 @@ func TestSyncSourceColumnsChangeMidStream(t *testing.T) {
 func TestSyncPartitionedTable(t *testing.T) {
 	ddl := `CREATE TABLE m (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
 		CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');
-		CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us')`
+		CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us');
+		CREATE TABLE m_ap PARTITION OF m FOR VALUES IN ('ap')`
 	e := startSync(t, syncSetup{
 		sourceDDL: ddl + `; INSERT INTO m VALUES (1, 'eu', 'before the slot')`,
 		// note is a column of the target only, which an UPDATE keeps and an INSERT resets.
@@ -224,10 +225,12 @@ func TestSyncPartitionedTable(t *testing.T) {
 		INSERT INTO m VALUES (4, 'asia', 'new partition');
 		UPDATE m SET region = 'asia', v = 'moved and changed' WHERE id = 1;
 		DELETE FROM m WHERE id = 3`)
+	// The first change of a partition in a session comes after a Relation message.
+	e.exec(`UPDATE m SET region = 'ap' WHERE id = 2`)
 	e.sync()
 	e.sameRows("SELECT id, region, v FROM m ORDER BY id, region")
 	e.wantRows("SELECT id, region, note FROM m ORDER BY id",
-		"1 | asia | kept", "2 | us | kept", "4 | asia | new")
+		"1 | asia | kept", "2 | ap | kept", "4 | asia | new")
 	e.wantRows("SELECT DISTINCT table_name FROM changesync.change_events WHERE table_name LIKE 'public.m%'", "public.m")
 	// Each row moved between partitions is one UPDATE from its old key to its new one.
 	e.wantRows(`SELECT change_type, row_key, old_data, new_data FROM changesync.change_events
@@ -235,7 +238,8 @@ func TestSyncPartitionedTable(t *testing.T) {
 		`update | ["2","eu"] | ∅ | {"v": "a2", "id": "2", "region": "eu"}`,
 		`update | ["2","us"] | {"id": "2", "region": "eu"} | {"v": "a2", "id": "2", "region": "us"}`,
 		`update | ["1","asia"] | {"id": "1", "region": "eu"} | {"v": "moved and changed", "id": "1", "region": "asia"}`,
-		`delete | ["3","us"] | {"id": "3", "region": "us"} | ∅`)
+		`delete | ["3","us"] | {"id": "3", "region": "us"} | ∅`,
+		`update | ["2","ap"] | {"id": "2", "region": "us"} | {"v": "a2", "id": "2", "region": "ap"}`)
 }
 
 func TestSyncVeryLargeValue(t *testing.T) {
