@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
+	"syscall"
 )
 
 // maxSpilledMessage bounds the length field of a spilled message, so that a damaged
@@ -79,8 +80,13 @@ func (s *spill) write(data []byte) error {
 }
 
 func (s *spill) writeError(err error) error {
-	return fmt.Errorf("write the spill file of streamed transaction %d after %d bytes: %w",
-		s.xid, s.bytes, err)
+	hint := ""
+	if errors.Is(err, syscall.ENOSPC) {
+		hint = ": free space in source.spill_dir, or set it to a directory with room for the " +
+			"source's largest transaction; changesync retries from the transaction's start"
+	}
+	return fmt.Errorf("write the spill file of streamed transaction %d after %d bytes: %w%s",
+		s.xid, s.bytes, err, hint)
 }
 
 // each calls fn with every message in the order written. The slice passed to fn is fresh

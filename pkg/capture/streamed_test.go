@@ -1,8 +1,11 @@
 package capture
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/datasense/changesync/pkg/change"
@@ -204,5 +207,16 @@ func TestDecodeStreamSpillDirMissing(t *testing.T) {
 	_, err := decodeOne(d, streamStartMsg(5, true))
 	if err == nil || !strings.Contains(err.Error(), "source.spill_dir") {
 		t.Errorf("error = %v, want one that names source.spill_dir", err)
+	}
+}
+
+func TestSpillWriteErrorNamesFullDisk(t *testing.T) {
+	s := &spill{xid: 7, bytes: 100}
+	err := s.writeError(fmt.Errorf("write /tmp/x: %w", syscall.ENOSPC))
+	if !strings.Contains(err.Error(), "free space in source.spill_dir") {
+		t.Errorf("error = %v, want the fix for a full disk", err)
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Error("the error does not wrap ENOSPC")
 	}
 }
