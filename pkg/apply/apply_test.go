@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/pgtest"
@@ -476,5 +478,45 @@ func TestCopyTableUpsertsSnapshot(t *testing.T) {
 	row, _ := readCustomer(t, conn, 1)
 	if row.Name == nil || *row.Name != "n1" || row.Address == nil || *row.Address != "addr 1" {
 		t.Errorf("row 1 = %+v, want the source values over the stale row", row)
+	}
+}
+
+func TestCopyTableRejectedRowNamesTarget(t *testing.T) {
+	conn := setupTarget(t, `CREATE TABLE billing.customers (id int PRIMARY KEY, name text,
+			billing_address text, zip int);
+		CREATE SCHEMA crm;
+		CREATE TABLE crm.customers (id int PRIMARY KEY, name text, address text, zip text, notes text);
+		INSERT INTO crm.customers VALUES (1, 'n', 'a', repeat('ab', 50000), NULL)`)
+	a := newApplier(t, conn, Policy{}, defaultSpec())
+	ctx := context.Background()
+	srcConn, err := pgx.Connect(ctx, conn.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srcConn.Close(ctx)
+	src, err := srcConn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Rollback(ctx)
+	dst, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Rollback(ctx)
+
+	_, err = a.CopyTable(ctx, src, dst, customers)
+	if err == nil {
+		t.Fatal("CopyTable succeeded, want the target's rejection of the zip value")
+	}
+	if !strings.Contains(err.Error(), "the target rejected a row") || strings.Contains(err.Error(), "read source") {
+		t.Errorf("error = %.300s, want the target named as the side that failed", err)
+	}
+	if len(err.Error()) > 2000 {
+		t.Errorf("error text is %d bytes, want the 100,000-byte value left out", len(err.Error()))
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "22P02" {
+		t.Errorf("error = %.300s, want it to wrap the server's invalid_text_representation", err)
 	}
 }

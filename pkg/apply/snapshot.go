@@ -171,13 +171,41 @@ func pipeCopy(ctx context.Context, src, dst pgx.Tx, copyTo, copyFrom string, row
 	}()
 	tag, err := dst.Conn().PgConn().CopyFrom(ctx, pr, copyFrom)
 	_ = pipeReader.CloseWithError(err) // unblocks the writer when the target side failed first
-	if srcErr := <-done; srcErr != nil {
-		return 0, fmt.Errorf("read source: %w", srcErr)
-	}
+	srcErr := <-done
+	// When the target rejects a row, the source side fails with that same error, so the
+	// target's error comes first.
 	if err != nil {
-		return 0, fmt.Errorf("write target: %w", err)
+		return 0, fmt.Errorf("the target rejected a row: %w; the copy is all or nothing, so "+
+			"make the target column accept the source's values (changesync check lists "+
+			"differing types) and start again", clipError(err))
+	}
+	if srcErr != nil {
+		return 0, fmt.Errorf("read source: %w", clipError(srcErr))
 	}
 	return tag.RowsAffected(), nil
+}
+
+// maxErrorText bounds the text of an error that may quote a whole value, such as the
+// target's "invalid input syntax" for a value of many megabytes.
+const maxErrorText = 1000
+
+// clippedError is an error whose text is cut to maxErrorText bytes. It unwraps to the
+// full error, so errors.As still finds the server's error.
+type clippedError struct{ err error }
+
+func (e clippedError) Error() string {
+	text := e.err.Error()
+	return fmt.Sprintf("%s… (%d more bytes of the message left out)", text[:maxErrorText], len(text)-maxErrorText)
+}
+
+func (e clippedError) Unwrap() error { return e.err }
+
+// clipError returns err, or err with its text cut to maxErrorText bytes when longer.
+func clipError(err error) error {
+	if len(err.Error()) <= maxErrorText {
+		return err
+	}
+	return clippedError{err: err}
 }
 
 // rowCounter counts the rows of a COPY text stream as it is read: each row ends with a
