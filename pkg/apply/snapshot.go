@@ -3,6 +3,7 @@ package apply
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -171,18 +172,26 @@ func pipeCopy(ctx context.Context, src, dst pgx.Tx, copyTo, copyFrom string, row
 	}()
 	tag, err := dst.Conn().PgConn().CopyFrom(ctx, pr, copyFrom)
 	_ = pipeReader.CloseWithError(err) // unblocks the writer when the target side failed first
-	srcErr := <-done
-	// When the target rejects a row, the source side fails with that same error, so the
-	// target's error comes first.
-	if err != nil {
-		return 0, fmt.Errorf("the target rejected a row: %w; the copy is all or nothing, so "+
-			"make the target column accept the source's values (changesync check lists "+
-			"differing types) and start again", clipError(err))
-	}
-	if srcErr != nil {
-		return 0, fmt.Errorf("read source: %w", clipError(srcErr))
+	if err := copyError(err, <-done, "read source"); err != nil {
+		return 0, err
 	}
 	return tag.RowsAffected(), nil
+}
+
+// copyError returns the error of a piped copy from the error of the target's COPY FROM
+// and that of the side that writes into the pipe. When the target rejects a row, the
+// writer fails with that same error, so the target is named. When the writer fails
+// first, the target fails too, and the writer's error, after writer, is the cause.
+func copyError(targetErr, writerErr error, writer string) error {
+	if targetErr != nil && (writerErr == nil || errors.Is(writerErr, targetErr)) {
+		return fmt.Errorf("the target rejected a row: %w; the copy is all or nothing, so "+
+			"make the target column accept the source's values (changesync check lists "+
+			"differing types) and start again", clipError(targetErr))
+	}
+	if writerErr != nil {
+		return fmt.Errorf("%s: %w", writer, clipError(writerErr))
+	}
+	return nil
 }
 
 // maxErrorText bounds the text of an error that may quote a whole value, such as the

@@ -133,11 +133,8 @@ func copyTransformed(ctx context.Context, src, dst pgx.Tx, p *plan, copyFrom str
 	}()
 	tag, err := dst.Conn().PgConn().CopyFrom(ctx, pr, copyFrom)
 	_ = pr.CloseWithError(err) // unblocks the writer when the target side failed first
-	if srcErr := <-done; srcErr != nil {
-		return 0, fmt.Errorf("read source: %w", srcErr)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("write target: %w", err)
+	if err := copyError(err, <-done, "read and transform source rows"); err != nil {
+		return 0, err
 	}
 	return tag.RowsAffected(), nil
 }
