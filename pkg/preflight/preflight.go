@@ -76,6 +76,7 @@ func Check(ctx context.Context, cfg *config.Config) *Report {
 		defer dst.Close(context.WithoutCancel(ctx))
 		c.checkTarget(ctx, dst)
 	}
+	c.checkSpillDir()
 	return c.report
 }
 

@@ -20,7 +20,10 @@ type sourceTable struct {
 	identity string // pg_class.relreplident: d default, n nothing, f full, i index
 	owned    bool   // the role is the owner or a member of it, as CREATE PUBLICATION requires
 	canRead  bool   // SELECT privilege, needed for the initial snapshot
-	columns  []column
+	// schemaUsage is the USAGE privilege on the table's schema, without which the role
+	// cannot name the table, so the initial copy and CREATE PUBLICATION fail.
+	schemaUsage bool
+	columns     []column
 	// key is the replica identity's columns for DEFAULT and USING INDEX, or nil.
 	key []string
 	// primaryKey lists the primary key's columns, or is nil. A DEFERRABLE primary key
@@ -78,7 +81,7 @@ func joinIssues(list []issue, field func(issue) string) string {
 }
 
 const tableSQL = `SELECT c.oid, c.relkind::text, c.relreplident::text, pg_has_role(c.relowner, 'USAGE'),
-       has_table_privilege(c.oid, 'SELECT')
+       has_table_privilege(c.oid, 'SELECT'), has_schema_privilege(n.oid, 'USAGE')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = $2`
 
@@ -117,7 +120,7 @@ type uniqueIndex struct {
 func lookupTable(ctx context.Context, conn *pgx.Conn, name change.TableName) (*sourceTable, []uniqueIndex, error) {
 	t := &sourceTable{}
 	err := conn.QueryRow(ctx, tableSQL, name.Schema, name.Name).
-		Scan(&t.oid, &t.relkind, &t.identity, &t.owned, &t.canRead)
+		Scan(&t.oid, &t.relkind, &t.identity, &t.owned, &t.canRead, &t.schemaUsage)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, nil
 	}
@@ -224,11 +227,26 @@ func (c *checker) checkSourceTable(ctx context.Context, conn *pgx.Conn, i int, r
 	checkIdentity(&is, i, spec, t)
 	checkNamedColumns(&is, i, spec, t)
 	checkExcludedKey(&is, i, spec, t)
-	if c.cfg.Source.Snapshot == "initial" && !t.canRead {
+	checkSourcePrivileges(&is, c.cfg.Source.Snapshot == "initial", spec, t, role)
+	is.report(c.report, name, describeIdentity(spec, t))
+}
+
+// checkSourcePrivileges checks that the role may name the table, which the initial
+// copy and CREATE or ALTER PUBLICATION need, and read it for the initial copy.
+func checkSourcePrivileges(is *issues, initial bool, spec *config.Table, t *sourceTable, role sourceRole) {
+	if !t.schemaUsage {
+		detail := fmt.Sprintf("role %s lacks USAGE on schema %s", role.name, spec.Source.Schema)
+		fix := fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", quoteIdent(spec.Source.Schema), quoteIdent(role.name))
+		if initial {
+			is.fail(detail+", so the initial snapshot cannot read the table", fix)
+		} else {
+			is.warn(detail+", so it cannot add the table to the publication or copy it later", fix)
+		}
+	}
+	if initial && !t.canRead {
 		is.fail(fmt.Sprintf("role %s may not read it for the initial snapshot", role.name),
 			fmt.Sprintf("GRANT SELECT ON %s TO %s", spec.Source.Sanitize(), quoteIdent(role.name)))
 	}
-	is.report(c.report, name, describeIdentity(spec, t))
 }
 
 // checkIdentity checks that UPDATE and DELETE on the table are replicated with the

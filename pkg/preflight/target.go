@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/config"
 )
 
@@ -30,6 +31,12 @@ type targetTable struct {
 	columns    []column
 	uniqueKeys [][]string
 	missing    []string // privileges of SELECT, INSERT, UPDATE and DELETE the role lacks
+	// schemaUsage is the USAGE privilege on the table's schema, without which the role
+	// cannot name the table, whatever its table privileges.
+	schemaUsage bool
+	// noDefault lists, schema and name, each partitioned table in the target table's
+	// partition tree, itself included, that has no DEFAULT partition.
+	noDefault [][2]string
 }
 
 const targetTableSQL = `SELECT c.oid, c.relkind::text,
@@ -37,7 +44,8 @@ const targetTableSQL = `SELECT c.oid, c.relkind::text,
          CASE WHEN NOT has_table_privilege(c.oid, 'SELECT') THEN 'SELECT' END,
          CASE WHEN NOT has_table_privilege(c.oid, 'INSERT') THEN 'INSERT' END,
          CASE WHEN NOT has_table_privilege(c.oid, 'UPDATE') THEN 'UPDATE' END,
-         CASE WHEN NOT has_table_privilege(c.oid, 'DELETE') THEN 'DELETE' END], NULL)
+         CASE WHEN NOT has_table_privilege(c.oid, 'DELETE') THEN 'DELETE' END], NULL),
+       has_schema_privilege(n.oid, 'USAGE')
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = $2`
 
@@ -57,7 +65,7 @@ func (c *checker) checkTargetTable(ctx context.Context, conn *pgx.Conn, i int, u
 	var relkind string
 	var tt targetTable
 	err := conn.QueryRow(ctx, targetTableSQL, spec.Target.Schema, spec.Target.Name).
-		Scan(&oid, &relkind, &tt.missing)
+		Scan(&oid, &relkind, &tt.missing, &tt.schemaUsage)
 	if errors.Is(err, pgx.ErrNoRows) {
 		c.report.fail(name, "not found on the target", createTableFix(i, spec, source))
 		return
@@ -78,11 +86,17 @@ func (c *checker) checkTargetTable(ctx context.Context, conn *pgx.Conn, i int, u
 	}
 
 	var is issues
+	if !tt.schemaUsage {
+		is.fail(fmt.Sprintf("role %s lacks USAGE on schema %s, so it cannot read or write the table",
+			user, spec.Target.Schema),
+			fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", quoteIdent(spec.Target.Schema), quoteIdent(user)))
+	}
 	if len(tt.missing) > 0 {
 		is.fail(fmt.Sprintf("role %s lacks %s on it", user, strings.Join(tt.missing, ", ")),
 			fmt.Sprintf("GRANT %s ON %s TO %s", strings.Join(tt.missing, ", "), spec.Target.Sanitize(),
 				quoteIdent(user)))
 	}
+	checkDefaultPartition(&is, spec, &tt)
 	detail := "exists"
 	if source != nil {
 		mapped := checkMapping(&is, i, spec, source, &tt)
@@ -108,7 +122,63 @@ func (tt *targetTable) load(ctx context.Context, conn *pgx.Conn, oid uint32) err
 			tt.uniqueKeys = append(tt.uniqueKeys, idx.columns)
 		}
 	}
+
+	tt.noDefault, err = readPartitionsWithoutDefault(ctx, conn, oid)
+	if err != nil {
+		return fmt.Errorf("read partitions: %w", err)
+	}
 	return nil
+}
+
+// partitionsWithoutDefaultSQL lists the partitioned tables of a partition tree that
+// have no DEFAULT partition. It returns no rows for an unpartitioned table.
+const partitionsWithoutDefaultSQL = `SELECT n.nspname, c.relname
+  FROM pg_partition_tree($1) t
+  JOIN pg_partitioned_table p ON p.partrelid = t.relid
+  JOIN pg_class c ON c.oid = t.relid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE p.partdefid = 0
+ ORDER BY t.level, n.nspname, c.relname`
+
+func readPartitionsWithoutDefault(ctx context.Context, conn *pgx.Conn, oid uint32) ([][2]string, error) {
+	rows, err := conn.Query(ctx, partitionsWithoutDefaultSQL, oid)
+	if err != nil {
+		return nil, err
+	}
+	var tables [][2]string
+	var table [2]string
+	_, err = pgx.ForEachRow(rows, []any{&table[0], &table[1]}, func() error {
+		tables = append(tables, table)
+		return nil
+	})
+	return tables, err
+}
+
+// checkDefaultPartition warns about a partitioned target table, or a partitioned
+// partition of it, without a DEFAULT partition, because a row outside the bounds of
+// every partition fails. The bounds are not compared with the source's values.
+func checkDefaultPartition(is *issues, spec *config.Table, tt *targetTable) {
+	if len(tt.noDefault) == 0 {
+		return
+	}
+	var names, creates []string
+	for _, t := range tt.noDefault {
+		names = append(names, config.FormatTableName(change.TableName{Schema: t[0], Name: t[1]}))
+		table := pgx.Identifier{t[0], t[1]}.Sanitize()
+		partition := pgx.Identifier{t[0], t[1] + "_default"}.Sanitize()
+		creates = append(creates, fmt.Sprintf("CREATE TABLE %s PARTITION OF %s DEFAULT", partition, table))
+	}
+	is.warn(fmt.Sprintf("is partitioned, and %s has no DEFAULT partition, so a row that no partition "+
+		"accepts fails: %s", strings.Join(names, ", "), rejectionEffect("row")),
+		strings.Join(creates, "; ")+fmt.Sprintf(", or create partitions for every value of %s",
+			config.FormatTableName(spec.Source)))
+}
+
+// rejectionEffect describes what happens to a value or a row, as what names it, that the
+// target rejects.
+func rejectionEffect(what string) string {
+	return fmt.Sprintf("the initial copy (snapshot: initial) stops at the first such %s, because "+
+		"the copy is all-or-nothing, and a streamed change with such a %s is recorded as failed", what, what)
 }
 
 func (tt *targetTable) column(name string) (column, bool) {
@@ -186,8 +256,8 @@ func checkMapping(is *issues, i int, spec *config.Table, source *sourceTable, tt
 			strings.Join(addColumns, "; ")+fmt.Sprintf(", or exclude the source columns in tables[%d].exclude", i))
 	}
 	if len(mismatched) > 0 {
-		is.warn(fmt.Sprintf("column types differ: %s; values that do not convert fail to apply",
-			strings.Join(mismatched, ", ")), strings.Join(alignTypes, "; ")+
+		is.warn(fmt.Sprintf("column types differ: %s, so values that do not convert fail: %s",
+			strings.Join(mismatched, ", "), rejectionEffect("value")), strings.Join(alignTypes, "; ")+
 			fmt.Sprintf(", or convert the values with tables[%d].transform", i))
 	}
 
