@@ -32,6 +32,13 @@ type session struct {
 	lastData      time.Time  // when transaction content last arrived
 	keepaliveEnd  change.LSN // server WAL end from the last keepalive
 	emitHeartbeat bool       // cleared when writing a heartbeat message fails
+
+	// receiveCtx ends at receiveDeadline. receive reuses it while the deadline stays the
+	// same, because a new deadline context for each message costs a timer and its
+	// allocations, three times per single-row transaction.
+	receiveCtx      context.Context
+	cancelReceive   context.CancelFunc
+	receiveDeadline time.Time
 }
 
 func newSession(r *Reader, repl *pgconn.PgConn, aux *pgx.Conn, resume *change.LSN,
@@ -61,6 +68,7 @@ func newSession(r *Reader, repl *pgconn.PgConn, aux *pgx.Conn, resume *change.LS
 
 // run receives and handles messages until the connection fails or ctx ends.
 func (s *session) run(ctx context.Context) error {
+	defer s.stopReceive()
 	defer func() {
 		if ctx.Err() != nil {
 			s.finalStatus()
@@ -108,9 +116,20 @@ func (s *session) receive(ctx context.Context) (pgproto3.BackendMessage, error) 
 	if s.r.cfg.Heartbeat > 0 && s.nextHeartbeat.Before(deadline) {
 		deadline = s.nextHeartbeat
 	}
-	receiveCtx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	return s.repl.ReceiveMessage(receiveCtx)
+	if s.receiveCtx == nil || !deadline.Equal(s.receiveDeadline) {
+		s.stopReceive()
+		s.receiveCtx, s.cancelReceive = context.WithDeadline(ctx, deadline)
+		s.receiveDeadline = deadline
+	}
+	return s.repl.ReceiveMessage(s.receiveCtx)
+}
+
+// stopReceive releases the deadline context of receive.
+func (s *session) stopReceive() {
+	if s.cancelReceive != nil {
+		s.cancelReceive()
+	}
+	s.receiveCtx, s.cancelReceive = nil, nil
 }
 
 func (s *session) handle(ctx context.Context, msg pgproto3.BackendMessage) error {
