@@ -45,6 +45,9 @@ type TableTransforms struct {
 	actorColumn string
 	columns     []string // sorted source column names
 	programs    map[string]cel.Program
+	expressions map[string]string      // the configured expression of each column
+	refs        map[string][]columnRef // the columns each column's expression reads
+	costLimit   uint64                 // rule_cost_limit, named in errors
 
 	mu    sync.Mutex // guards types, whose decoding caches are not safe for concurrent use
 	types *pgtype.Map
@@ -79,16 +82,19 @@ func NewTransforms(tables []config.Table, costLimit uint64) (map[change.TableNam
 		}
 		tt := &TableTransforms{
 			actorColumn: t.ActorColumn, programs: map[string]cel.Program{}, types: pgtype.NewMap(),
+			expressions: map[string]string{}, refs: map[string][]columnRef{}, costLimit: costLimit,
 		}
 		for _, col := range sortedColumns(t.Transform) {
 			field := fmt.Sprintf("tables[%d].transform.%s", i, col)
-			prg, err := compileTransform(env, field, t.Transform[col], costLimit)
+			prg, refs, err := compileTransform(env, field, t.Transform[col], costLimit)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			tt.columns = append(tt.columns, col)
 			tt.programs[col] = prg
+			tt.expressions[col] = t.Transform[col]
+			tt.refs[col] = refs
 		}
 		out[t.Source] = tt
 	}
@@ -107,7 +113,8 @@ func sortedColumns(m map[string]string) []string {
 	return cols
 }
 
-func compileTransform(env *cel.Env, field, expr string, costLimit uint64) (cel.Program, error) {
+// compileTransform compiles one expression and returns its program and the columns it reads.
+func compileTransform(env *cel.Env, field, expr string, costLimit uint64) (cel.Program, []columnRef, error) {
 	ast, issues := env.Compile(expr)
 	if issues != nil && issues.Err() != nil {
 		var errs []error
@@ -117,10 +124,10 @@ func compileTransform(env *cel.Env, field, expr string, costLimit uint64) (cel.P
 				Line: e.Location.Line(), Column: e.Location.Column() + 1, // CEL counts columns from 0
 			})
 		}
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
 	if out := ast.OutputType(); !slices.Contains(writableKinds, out.Kind()) {
-		return nil, &TransformError{Field: field, Message: fmt.Sprintf("the expression is of type "+
+		return nil, nil, &TransformError{Field: field, Message: fmt.Sprintf("the expression is of type "+
 			"%s, which has no PostgreSQL text form: return a string, number, bool, bytes, "+
 			"timestamp, duration or null, such as with string(…)", out)}
 	}
@@ -131,9 +138,9 @@ func compileTransform(env *cel.Env, field, expr string, costLimit uint64) (cel.P
 		cel.EvalOptions(cel.OptOptimize),
 	)
 	if err != nil {
-		return nil, &TransformError{Field: field, Message: err.Error()}
+		return nil, nil, &TransformError{Field: field, Message: err.Error()}
 	}
-	return prg, nil
+	return prg, columnRefs(ast), nil
 }
 
 // Columns returns the transformed source columns, sorted.
@@ -178,7 +185,7 @@ func (t *TableTransforms) vars(ev *change.Event, actor string) map[string]any {
 func (t *TableTransforms) eval(ctx context.Context, col string, vars map[string]any) (change.Value, error) {
 	out, _, err := t.programs[col].ContextEval(ctx, vars)
 	if err != nil {
-		return change.Value{}, err
+		return change.Value{}, t.explainError(ctx, col, vars, err)
 	}
 	return textForm(out)
 }

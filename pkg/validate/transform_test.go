@@ -170,3 +170,85 @@ func TestTextForm(t *testing.T) {
 		t.Error("textForm of a list succeeded")
 	}
 }
+
+func TestTransformNullValueError(t *testing.T) {
+	tt := compileCustomers(t, map[string]string{"name": "new.name.upperAscii()", "zip": "new.zip + '-' + new.notes"})
+	ev := update(alice(), row("2", "<null>", "x", "<null>", "1", "<null>", "crm-app", "t"))
+
+	_, err := tt.Transform(context.Background(), &ev, "")
+	if err == nil {
+		t.Fatal("upperAscii() of NULL succeeded")
+	}
+	for _, want := range []string{
+		`transform of column "name" failed: no such overload: upperAscii(null_type)`,
+		"the value of new.name is NULL",
+		`"new.name == null ? null : dyn(new.name.upperAscii())"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v, want it to contain %q", err, want)
+		}
+	}
+
+	// The suggested guard compiles and writes NULL.
+	guarded := compileCustomers(t, map[string]string{"name": "new.name == null ? null : dyn(new.name.upperAscii())"})
+	got, err := guarded.Transform(context.Background(), &ev, "")
+	if err != nil {
+		t.Fatalf("guarded transform: %v", err)
+	}
+	if v := got["name"]; v.Kind != change.Null {
+		t.Errorf("guarded name = %+v, want NULL", v)
+	}
+
+	// Two NULL values are both named, in the order the expression reads them.
+	ev = update(alice(), row("2", "Alice", "x", "<null>", "1", "<null>", "crm-app", "t"))
+	_, err = compileCustomers(t, map[string]string{"zip": "new.zip + '-' + new.notes"}).
+		Transform(context.Background(), &ev, "")
+	if want := "the values of new.zip and new.notes are NULL"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %v, want it to contain %q", err, want)
+	}
+	if want := `"new.zip == null || new.notes == null ? null : dyn(`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %v, want it to contain %q", err, want)
+	}
+}
+
+func TestTransformCostLimitLongValue(t *testing.T) {
+	tt := compileCustomers(t, map[string]string{"notes": "new.notes.upperAscii()"})
+	long := strings.Repeat("ab", 1_500_000)
+	ev := update(alice(), row("2", "Alice", "x", "12345", "1", long, "crm-app", "t"))
+
+	_, err := tt.Transform(context.Background(), &ev, "")
+	if err == nil {
+		t.Fatal("upperAscii() of a 3 MB value stayed within the cost limit")
+	}
+	for _, want := range []string{
+		`transform of column "notes" failed: operation cancelled: actual cost limit exceeded`,
+		"the value of new.notes is 3000000 bytes long",
+		"rule_cost_limit (100000)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v, want it to contain %q", err, want)
+		}
+	}
+}
+
+func TestTransformCostLimitShortValues(t *testing.T) {
+	all, err := NewTransforms([]config.Table{{Source: customersTable, Transform: map[string]string{
+		"name": "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(x, x * 2).size() > 0 ? new.name : ''",
+	}}}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := update(alice(), row("2", "Alice", "x", "12345", "1", strings.Repeat("n", 5000), "crm-app", "t"))
+
+	_, err = all[customersTable].Transform(context.Background(), &ev, "")
+	if err == nil {
+		t.Fatal("the transform stayed within a cost limit of 10")
+	}
+	if want := "the evaluation cost more than rule_cost_limit (10)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %v, want it to contain %q", err, want)
+	}
+	// The long value of notes is not read, so it is not blamed.
+	if strings.Contains(err.Error(), "bytes long") {
+		t.Errorf("error = %v blames the length of a value", err)
+	}
+}
