@@ -111,6 +111,11 @@ func (p *Pipeline) write(ctx context.Context, dbtx pgx.Tx, b *apply.Batch, txs [
 			return rows, err
 		}
 	}
+	// Every change gets a change_events row and most get a sync_log row, so both are
+	// sized for all changes rather than grown by appends.
+	events := countEvents(txs)
+	rows.events = make([]dbgen.InsertChangeEventsParams, 0, events)
+	rows.logs = make([]dbgen.InsertSyncLogParams, 0, events)
 	now := time.Now().UTC()
 	for _, tx := range txs {
 		if err := p.applyTx(ctx, b, tx, now, &rows, held, isolate); err != nil {
@@ -278,7 +283,7 @@ func (p *Pipeline) restart(tx *change.Tx, err error) error {
 
 // configuredEvents returns the events of configured tables, for prefetching.
 func configuredEvents(a *apply.Applier, txs []*change.Tx) []change.Event {
-	var events []change.Event
+	events := make([]change.Event, 0, countEvents(txs))
 	for _, tx := range txs {
 		for _, ev := range tx.Events {
 			if ev.Relation != nil && a.Spec(ev.Relation.Table) != nil {
@@ -287,6 +292,15 @@ func configuredEvents(a *apply.Applier, txs []*change.Tx) []change.Event {
 		}
 	}
 	return events
+}
+
+// countEvents returns the number of events of txs.
+func countEvents(txs []*change.Tx) int {
+	n := 0
+	for _, tx := range txs {
+		n += len(tx.Events)
+	}
+	return n
 }
 
 // applyTx decides on and applies each event of one source transaction and collects its
