@@ -164,3 +164,89 @@ api: {listen: '%s'}
 		t.Errorf("sidecar exit after SIGTERM: %v; log:\n%s", err, tail(s.log.String(), 4000))
 	}
 }
+
+func TestReleaseCanceledBySIGTERM(t *testing.T) {
+	sourceURL, targetURL := pgtest.NewDB(t), pgtest.NewDB(t)
+	src, dst := connect(t, sourceURL), connect(t, targetURL)
+	for _, c := range []string{sourceURL, targetURL} {
+		if _, err := connect(t, c).Exec(context.Background(),
+			"CREATE TABLE customers (id int PRIMARY KEY, address text, zip text)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := freePort(t)
+	base := "http://" + addr
+	s := startSidecar(t, writeConfig(t, fmt.Sprintf(`
+source: {slot: release_e2e}
+tables: [{source: public.customers}]
+rules:
+  - {name: hold-po-box, when: "has(new.address) && new.address.startsWith('PO Box')", action: hold}
+api: {listen: '%s'}
+`, addr)), sourceURL, targetURL)
+	waitUntil(t, 30*time.Second, "readiness", s, func() bool {
+		status, _ := call(t, http.MethodGet, base+"/readyz", "")
+		return status == http.StatusOK
+	})
+	if _, err := src.Exec(context.Background(), `INSERT INTO customers VALUES (1, 'PO Box 9', '20301')`); err != nil {
+		t.Fatal(err)
+	}
+	var heldID string
+	waitUntil(t, 30*time.Second, "the held change", s, func() bool {
+		return dst.QueryRow(context.Background(),
+			"SELECT id::text FROM changesync.change_events WHERE status = 'held'").Scan(&heldID) == nil
+	})
+
+	// The release takes the pipeline's lock, then locks the held change's row, so a
+	// transaction that locks the row first keeps the release running.
+	blocker, err := dst.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = blocker.Rollback(context.Background()) }()
+	if _, err := blocker.Exec(context.Background(),
+		"SELECT 1 FROM changesync.change_events WHERE id = $1 FOR UPDATE", heldID); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		status, body := call(t, http.MethodPost, base+"/sync-manual/",
+			fmt.Sprintf(`{"change_id": %q, "action": "approve", "reason": "checked"}`, heldID))
+		answered <- answer{status, body}
+	}()
+	waitUntil(t, 30*time.Second, "the running release", s, func() bool {
+		_, st := call(t, http.MethodGet, base+"/status/"+heldID, "")
+		return st["release_running"] == true
+	})
+
+	start := time.Now()
+	if err := s.stop(t, syscall.SIGTERM); err != nil {
+		t.Errorf("sidecar exit after SIGTERM during a release: %v; log:\n%s", err, tail(s.log.String(), 4000))
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("sidecar took %s to exit after SIGTERM, want at most 10s", took)
+	}
+	got := <-answered
+	if got.status != http.StatusServiceUnavailable || got.body["code"] != "shutting_down" {
+		t.Errorf("POST /sync-manual/ during the shutdown: status %d, body %v; want 503 shutting_down",
+			got.status, got.body)
+	}
+	if logged := s.log.String(); strings.Contains(logged, "api request failed") {
+		t.Errorf("log has the canceled release as a failed request:\n%s", tail(logged, 4000))
+	}
+
+	if err := blocker.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	if err := dst.QueryRow(context.Background(), "SELECT status::text FROM changesync.change_events WHERE id = $1",
+		heldID).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
+	if status != "held" {
+		t.Errorf("change after the canceled release = %s, want held", status)
+	}
+}

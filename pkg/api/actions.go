@@ -78,17 +78,16 @@ func (s *Server) syncManual(c echo.Context) error {
 		pipeline.WithReleaseNotifications(s.cfg.Notify),
 		pipeline.WithReleaseMaxValueBytes(s.cfg.Cfg.Audit.MaxValueBytes),
 	}
-	done, started := s.startRelease(req, opts...)
-	if !started {
-		return newError(http.StatusConflict, "release_running", "a release of this change or thread "+
-			"runs already; wait until GET /status/{change_id} shows release_running false")
+	run, err := s.startRelease(body.Action, req, opts...)
+	if err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	var out releaseOutcome
 	select {
-	case out = <-done:
+	case out = <-run.done:
 	case <-ctx.Done():
-		s.finishDetached(done, body.Action, req)
+		close(run.detached)
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return s.acceptRelease(c, &body, req)
 		}
@@ -101,6 +100,10 @@ func (s *Server) syncManual(c echo.Context) error {
 	if errors.Is(err, pipeline.ErrNotHeld) {
 		return newError(http.StatusConflict, "not_held",
 			err.Error()+"; only held changes can be approved or rejected, see GET /status/{change_id}")
+	}
+	if s.canceledByShutdown(err) {
+		s.logShutdownCancel(append(logAttrs(c), "action", body.Action, "requestor", req.By), err)
+		return errShuttingDown("the server is shutting down, so the release was canceled and rolled back")
 	}
 	if err != nil {
 		return err

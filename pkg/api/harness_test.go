@@ -44,6 +44,7 @@ type env struct {
 	t      *testing.T
 	st     *store.Store
 	srv    *api.Server
+	srvCfg api.Config // the Config of srv, to build another server on the same database
 	http   *httptest.Server
 	target *pgx.Conn
 	lsn    int64
@@ -111,7 +112,7 @@ func newEnvWith(t *testing.T, setServer func(*api.Config), opts ...envOption) *e
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return &env{t: t, st: st, srv: srv, http: hs, target: conn, lsn: 1000, log: logBuf}
+	return &env{t: t, st: st, srv: srv, srvCfg: srvCfg, http: hs, target: conn, lsn: 1000, log: logBuf}
 }
 
 // event is a change event to insert; zero fields get defaults.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 
 	"github.com/datasense/changesync/pkg/pipeline"
@@ -34,6 +35,14 @@ type releaseOutcome struct {
 	err error
 }
 
+// releaseRun is a release that runs in its own goroutine. While its request waits, done
+// receives the outcome. A request that stops waiting closes detached, and the goroutine
+// then logs the outcome itself.
+type releaseRun struct {
+	done     chan releaseOutcome
+	detached chan struct{}
+}
+
 // releaseKey names a running release by the change or the thread it decides.
 func releaseKey(req pipeline.ReleaseRequest) string {
 	if req.ThreadID != uuid.Nil {
@@ -51,49 +60,83 @@ func (s *Server) releaseRunning(id, thread uuid.UUID) bool {
 
 // startRelease runs the release of req in its own goroutine, detached from the request,
 // so a client that disconnects or a request that times out does not roll it back. It
-// returns false when a release of the same change or thread runs already. The channel
-// receives the outcome once the release commits or fails.
-func (s *Server) startRelease(req pipeline.ReleaseRequest, opts ...pipeline.ReleaseOption,
-) (<-chan releaseOutcome, bool) {
+// returns 409 release_running when a release of the same change or thread runs already,
+// and 503 shutting_down when the server shuts down.
+func (s *Server) startRelease(action string, req pipeline.ReleaseRequest, opts ...pipeline.ReleaseOption,
+) (*releaseRun, error) {
 	key := releaseKey(req)
 	if _, running := s.releases.LoadOrStore(key, struct{}{}); running {
-		return nil, false
+		return nil, newError(http.StatusConflict, "release_running", "a release of this change or thread "+
+			"runs already; wait until GET /status/{change_id} shows release_running false")
 	}
-	done := make(chan releaseOutcome, 1)
+	run := &releaseRun{done: make(chan releaseOutcome), detached: make(chan struct{})}
+
+	// The lock orders this Add before the Wait of stopBackground: once the background
+	// context is canceled, no release starts.
+	s.backgroundMu.Lock()
+	defer s.backgroundMu.Unlock()
+	if s.backgroundCtx.Err() != nil {
+		s.releases.Delete(key)
+		return nil, errShuttingDown("the server is shutting down, so the release was not started")
+	}
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
-		defer s.releases.Delete(key)
 		ctx, cancel := context.WithTimeout(s.backgroundCtx, s.releaseTimeout)
 		defer cancel()
 		res, err := pipeline.Release(ctx, s.cfg.Store, s.cfg.Applier, s.cfg.Pipeline, req, opts...)
-		done <- releaseOutcome{res: res, err: err}
-	}()
-	return done, true
-}
-
-// finishDetached logs the outcome of a release whose request returned 202 before it
-// ended.
-func (s *Server) finishDetached(done <-chan releaseOutcome, action string, req pipeline.ReleaseRequest) {
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		out := <-done
-		attrs := []any{"action", action, "requestor", req.By}
-		attrs = append(attrs, releaseIDs(req)...)
-		switch {
-		case out.err == nil:
-			s.log.Info("held changes decided in the background", append(attrs,
-				"released", len(out.res.Released), "applied", len(out.res.Applied),
-				"failed", len(out.res.Failed))...)
-		case errors.Is(out.err, context.Canceled) && s.backgroundCtx.Err() != nil:
-			s.log.Warn("release canceled by the API's shutdown and rolled back; the changes stay held, "+
-				"send the request again", append(attrs, "error", out.err.Error())...)
-		default:
-			s.log.Error("release in the background failed and was rolled back; the changes stay held",
-				append(attrs, "timeout", s.releaseTimeout.String(), "error", out.err.Error())...)
+		// The release has committed or rolled back, so it no longer runs, also for a
+		// GET /status/ sent right after the response.
+		s.releases.Delete(key)
+		out := releaseOutcome{res: res, err: err}
+		select {
+		case run.done <- out:
+		case <-run.detached:
+			s.logDetached(out, action, req)
 		}
 	}()
+	return run, nil
+}
+
+// canceledByShutdown reports whether err ended a release because the server shuts down,
+// which cancels the releases that still run.
+func (s *Server) canceledByShutdown(err error) bool {
+	if err == nil || s.backgroundCtx.Err() == nil {
+		return false
+	}
+	return errors.Is(err, context.Canceled) || pgconn.Timeout(err)
+}
+
+// errShuttingDown returns the 503 of a release that the server's shutdown canceled or
+// did not start. reason states which of the two happened.
+func errShuttingDown(reason string) *Error {
+	return newError(http.StatusServiceUnavailable, "shutting_down", reason+
+		". Nothing was decided, and the changes are still held. Send the request again once "+
+		"changesync runs again")
+}
+
+// logDetached logs the outcome of a release whose request returned before it ended.
+func (s *Server) logDetached(out releaseOutcome, action string, req pipeline.ReleaseRequest) {
+	attrs := []any{"action", action, "requestor", req.By}
+	attrs = append(attrs, releaseIDs(req)...)
+	switch {
+	case out.err == nil:
+		s.log.Info("held changes decided in the background", append(attrs,
+			"released", len(out.res.Released), "applied", len(out.res.Applied),
+			"failed", len(out.res.Failed))...)
+	case s.canceledByShutdown(out.err):
+		s.logShutdownCancel(attrs, out.err)
+	default:
+		s.log.Error("release in the background failed and was rolled back; the changes stay held",
+			append(attrs, "timeout", s.releaseTimeout.String(), "error", out.err.Error())...)
+	}
+}
+
+// logShutdownCancel logs a release that the server's shutdown canceled, with the log
+// attributes attrs of its request.
+func (s *Server) logShutdownCancel(attrs []any, err error) {
+	s.log.Warn("release canceled by the API's shutdown and rolled back; the changes stay held, "+
+		"send the request again", append(attrs, "error", err.Error())...)
 }
 
 // releaseIDs returns the log attributes of the change or thread a release decides.
@@ -124,10 +167,18 @@ func (s *Server) acceptRelease(c echo.Context, body *SyncManualRequest, req pipe
 	})
 }
 
-// stopBackground cancels the releases that run in the background, which roll back, and
-// waits for them to end.
-func (s *Server) stopBackground() {
+// cancelReleases cancels the releases that run, which roll back, and keeps new ones from
+// starting.
+func (s *Server) cancelReleases() {
+	s.backgroundMu.Lock()
+	defer s.backgroundMu.Unlock()
 	s.cancelBackground()
+}
+
+// stopBackground cancels the releases that run, which roll back, and waits for them to
+// end.
+func (s *Server) stopBackground() {
+	s.cancelReleases()
 	s.background.Wait()
 }
 

@@ -81,11 +81,13 @@ type Server struct {
 	// releases contains the keys of the running releases (releaseKey), so a second
 	// request for the same change or thread is rejected while the first runs.
 	releases sync.Map
-	// backgroundCtx is the context of the releases that outlive their request.
-	// stopBackground cancels it and waits for them through background.
+	// backgroundCtx is the context of the releases, which run apart from their request.
+	// cancelReleases cancels it, and stopBackground also waits for them through
+	// background. backgroundMu orders each background.Add before the cancel.
 	backgroundCtx    context.Context
 	cancelBackground context.CancelFunc
 	background       sync.WaitGroup
+	backgroundMu     sync.Mutex
 }
 
 // New checks the configuration and builds the server. Without authentication configured,
@@ -146,7 +148,8 @@ func (s *Server) Close() {
 }
 
 // Run listens on the configured address and serves until ctx ends, then shuts down
-// gracefully, waiting up to shutdownTimeout for open requests.
+// gracefully: it cancels the running releases of POST /sync-manual/, which roll back,
+// and waits up to shutdownTimeout for open requests.
 func (s *Server) Run(ctx context.Context) error {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.listen)
 	if err != nil {
@@ -176,6 +179,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 
+	// A request that waits for its release would keep Shutdown waiting, and the release
+	// can run for up to releaseTimeout. Canceled first, the release ends at once and its
+	// request returns 503 shutting_down. pgx closes the release's connection, and
+	// PostgreSQL rolls its transaction back, freeing the pipeline's lock, once the
+	// statement that runs ends.
+	s.cancelReleases()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(shutdownCtx)
