@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -118,30 +116,17 @@ func runTeardown(ctx context.Context, a *app) error {
 	return a.forgetCheckpoint(ctx, "the replication slot was dropped")
 }
 
-// sqlstateUndefinedTable is the SQLSTATE of a query on a table that does not exist.
-const sqlstateUndefinedTable = "42P01"
-
 // forgetCheckpoint deletes the pipeline's checkpoint, because the slot it belongs to is
 // gone. Without a checkpoint, the next run copies the tables again when source.snapshot
 // is initial. A metadata schema that was never migrated has nothing to delete.
 func (a *app) forgetCheckpoint(ctx context.Context, why string) error {
-	st, err := store.Open(ctx, a.cfg.Target.URL, a.cfg.Target.Schema)
+	deleted, err := store.ForgetCheckpoint(ctx, a.cfg.Target.URL, a.cfg.Target.Schema, a.cfg.Pipeline)
 	if err != nil {
 		return fmt.Errorf("%s, but the checkpoint of pipeline %s was not deleted: %w; delete "+
 			"it before the next run with DELETE FROM %s.checkpoints WHERE pipeline = '%s'",
 			why, a.cfg.Pipeline, err, pgx.Identifier{a.cfg.Target.Schema}.Sanitize(), a.cfg.Pipeline)
 	}
-	defer st.Close()
-	deleted, err := st.Queries(st.Pool).DeleteCheckpoint(ctx, a.cfg.Pipeline)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == sqlstateUndefinedTable {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%s, but the checkpoint of pipeline %s was not deleted: %w",
-			why, a.cfg.Pipeline, err)
-	}
-	if deleted > 0 {
+	if deleted {
 		a.log.Info("checkpoint deleted, so the next run starts as a new pipeline",
 			"pipeline", a.cfg.Pipeline, "reason", why)
 	}

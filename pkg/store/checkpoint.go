@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/datasense/changesync/pkg/change"
 	"github.com/datasense/changesync/pkg/store/dbgen"
@@ -66,4 +67,36 @@ func SaveCheckpoint(
 		return fmt.Errorf("save checkpoint of pipeline %q at %s: %w", pipeline, commit, err)
 	}
 	return nil
+}
+
+// sqlstateUndefinedTable is the SQLSTATE of a query on a table that does not exist.
+const sqlstateUndefinedTable = "42P01"
+
+// ForgetCheckpoint deletes the checkpoint of a pipeline from the metadata schema at url
+// and reports whether there was one. It connects on its own, without the enum types of
+// Open, so that a schema that was never migrated, which has no checkpoint, is no error.
+func ForgetCheckpoint(ctx context.Context, url, schema, pipeline string) (bool, error) {
+	if err := checkSchemaName(schema); err != nil {
+		return false, err
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return false, fmt.Errorf("parse metadata store url: %w", err)
+	}
+	setSessionParams(cfg, schema)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("connect to metadata store in schema %q: %w", schema, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	deleted, err := dbgen.New(conn).DeleteCheckpoint(ctx, pipeline)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == sqlstateUndefinedTable {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete checkpoint of pipeline %q: %w", pipeline, err)
+	}
+	return deleted > 0, nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/datasense/changesync/pkg/change"
+	"github.com/datasense/changesync/pkg/pgtest"
 )
 
 func TestCheckpointOnlyMovesForward(t *testing.T) {
@@ -147,5 +148,36 @@ func TestLSNToBigint(t *testing.T) {
 				t.Errorf("LSNFromBigint(%d) = %s, want %s", got, LSNFromBigint(got), tt.lsn)
 			}
 		})
+	}
+}
+
+func TestForgetCheckpoint(t *testing.T) {
+	ctx := testContext(t)
+
+	// A target whose metadata schema was never migrated has no checkpoint to delete.
+	bare := pgtest.NewDB(t)
+	deleted, err := ForgetCheckpoint(ctx, bare, DefaultSchema, "crm")
+	if err != nil || deleted {
+		t.Errorf("ForgetCheckpoint on an unmigrated target = %t, %v; want false, nil", deleted, err)
+	}
+	if _, err := connect(t, ctx, bare).Exec(ctx, "CREATE SCHEMA changesync"); err != nil {
+		t.Fatal(err)
+	}
+	deleted, err = ForgetCheckpoint(ctx, bare, DefaultSchema, "crm")
+	if err != nil || deleted {
+		t.Errorf("ForgetCheckpoint on an empty schema = %t, %v; want false, nil", deleted, err)
+	}
+
+	s := openStore(t, ctx)
+	if err := SaveCheckpoint(ctx, s.Pool, "crm", "changesync", 0x200, 0x228); err != nil {
+		t.Fatalf("SaveCheckpoint: %v", err)
+	}
+	url := s.Pool.Config().ConnConfig.ConnString()
+	deleted, err = ForgetCheckpoint(ctx, url, DefaultSchema, "crm")
+	if err != nil || !deleted {
+		t.Errorf("ForgetCheckpoint = %t, %v; want true, nil", deleted, err)
+	}
+	if _, _, found, err := s.Checkpoint(ctx, "crm"); err != nil || found {
+		t.Errorf("checkpoint found = %t (%v) after ForgetCheckpoint, want none", found, err)
 	}
 }
