@@ -332,7 +332,7 @@ type SyncLog struct {
 	TargetTable string `json:"target_table"`
 	// Row key of the source row, in the format of change_events.row_key.
 	SourceID string `json:"source_id"`
-	// Key values used to find the target row, as a JSON object of column name to text value.
+	// Key values used to find the target row: a JSON array of text values (null for NULL) in the order of the target key columns. NULL for a table without a key, whose rows are matched by all their columns.
 	TargetKey json.RawMessage `json:"target_key"`
 	// Exactly the target columns this write changed: {"column": {"old": value, "new": value}}.
 	Diff     json.RawMessage `json:"diff"`
