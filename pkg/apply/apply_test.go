@@ -488,24 +488,8 @@ func TestCopyTableRejectedRowNamesTarget(t *testing.T) {
 		CREATE TABLE crm.customers (id int PRIMARY KEY, name text, address text, zip text, notes text);
 		INSERT INTO crm.customers VALUES (1, 'n', 'a', repeat('ab', 50000), NULL)`)
 	a := newApplier(t, conn, Policy{}, defaultSpec())
-	ctx := context.Background()
-	srcConn, err := pgx.Connect(ctx, conn.Config().ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srcConn.Close(ctx)
-	src, err := srcConn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Rollback(ctx)
-	dst, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Rollback(ctx)
 
-	_, err = a.CopyTable(ctx, src, dst, customers)
+	_, err := copyCustomers(t, conn, a)
 	if err == nil {
 		t.Fatal("CopyTable succeeded, want the target's rejection of the zip value")
 	}

@@ -108,6 +108,16 @@ func feed(t *testing.T, d *decoder, msgs ...[]byte) []*change.Tx {
 	return txs
 }
 
+// decodeUntilError decodes msgs in order and returns the first error.
+func decodeUntilError(d *decoder, msgs [][]byte) error {
+	for _, m := range msgs {
+		if _, err := decodeOne(d, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // decodeOne decodes one message and returns the last transaction or part it completed.
 func decodeOne(d *decoder, m []byte) (*change.Tx, error) {
 	var last *change.Tx
@@ -301,12 +311,7 @@ func TestDecodeErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, _ := testDecoder()
-			var err error
-			for _, m := range tt.msgs {
-				if _, err = decodeOne(d, m); err != nil {
-					break
-				}
-			}
+			err := decodeUntilError(d, tt.msgs)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error = %v, want one containing %q", err, tt.wantErr)
 			}

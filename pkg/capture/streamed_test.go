@@ -187,12 +187,7 @@ func TestDecodeStreamErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d, _ := testDecoder()
 			t.Cleanup(d.close)
-			var err error
-			for _, m := range tt.msgs {
-				if _, err = decodeOne(d, m); err != nil {
-					break
-				}
-			}
+			err := decodeUntilError(d, tt.msgs)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error = %v, want one containing %q", err, tt.wantErr)
 			}
