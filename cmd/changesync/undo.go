@@ -99,12 +99,29 @@ func parseUndoScope(req *undo.Request, changeID, token, thread, since, until, ta
 	if req.Until, err = parseTime("--until", until); err != nil {
 		return err
 	}
-	for _, t := range strings.Split(tables, ",") {
+	for _, t := range splitTables(tables) {
 		if t = strings.TrimSpace(t); t != "" {
 			req.Tables = append(req.Tables, t)
 		}
 	}
 	return nil
+}
+
+// splitTables splits a comma-separated list of table names at the commas outside double
+// quotes, so that a quoted name may contain a comma.
+func splitTables(list string) []string {
+	var names []string
+	quoted, start := false, 0
+	for i, c := range list {
+		switch {
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			names = append(names, list[start:i])
+			start = i + 1
+		}
+	}
+	return append(names, list[start:])
 }
 
 func parseID(flagName, value string) (uuid.UUID, error) {

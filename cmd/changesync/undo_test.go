@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,5 +58,13 @@ func TestUndoCommandPrintsConflicts(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+func TestSplitTablesKeepsQuotedCommas(t *testing.T) {
+	got := splitTables(`crm.customers, "Odd, Schema"."a""b,c",billing.x`)
+	want := []string{`crm.customers`, ` "Odd, Schema"."a""b,c"`, `billing.x`}
+	if !slices.Equal(got, want) {
+		t.Errorf("splitTables = %q, want %q", got, want)
 	}
 }
