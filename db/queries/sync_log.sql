@@ -1,10 +1,10 @@
 -- name: InsertSyncLog :copyfrom
 INSERT INTO sync_log (
     id, change_event_id, source_table, target_table, source_id, target_key, diff,
-    synced_at, performed_by, op
+    synced_at, performed_by, op, target_key_columns
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7,
-    $8, $9, $10
+    $8, $9, $10, $11
 );
 
 -- name: ListSyncLogByChange :many

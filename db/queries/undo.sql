@@ -35,7 +35,7 @@ WHERE undo_request IS NULL
 SELECT ce.id, ce.pipeline, ce.thread_id, ce.seq, ce.row_key, ce.table_name, ce.change_type,
        ce.status, ce.decision_reason, ce.error, ce.source_lsn, ce.actor,
        sl.id AS sync_log_id, sl.target_table AS sync_target_table, sl.target_key, sl.diff,
-       sl.op AS applied_op
+       sl.op AS applied_op, sl.target_key_columns
 FROM change_events ce
 LEFT JOIN sync_log sl ON sl.change_event_id = ce.id AND sl.undo_request IS NULL
 WHERE ce.id = ANY(sqlc.arg(ids)::uuid[])
@@ -61,8 +61,8 @@ WHERE id = ANY(sqlc.arg(ids)::uuid[]);
 -- Records the target writes of an undo, one row per undone change.
 INSERT INTO sync_log (
     id, change_event_id, source_table, target_table, source_id, target_key, diff,
-    synced_at, performed_by, op, undo_request
+    synced_at, performed_by, op, undo_request, target_key_columns
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7,
-    $8, $9, $10, $11
+    $8, $9, $10, $11, $12
 );

@@ -19,8 +19,10 @@ type Result struct {
 	Reason string        // the reason a change was not synced as is
 	Target change.TableName
 	RowKey string // the source row key, in change_events.row_key form
-	// TargetKey is the JSON array of the target key values.
-	TargetKey []byte
+	// TargetKey is the JSON array of the target key values, and TargetKeyColumns the
+	// names of their target columns, in the same order.
+	TargetKey        []byte
+	TargetKeyColumns []string
 	// Diff is {column: {"old": …, "new": …}} over exactly the target columns written, or
 	// nil when nothing was written.
 	Diff  []byte
@@ -233,7 +235,7 @@ func (b *Batch) delete(ctx context.Context, p *plan, ev *change.Event, res *Resu
 	}
 	b.queue(p.deleteSQL(), params(key), 1, p.deleteWhat)
 	row.exists, row.values = false, nil
-	res.Diff, res.TargetKey = diff.bytes(), keyJSON(key)
+	res.Diff, res.TargetKey, res.TargetKeyColumns = diff.bytes(), keyJSON(key), p.keyColumnNames()
 	return nil
 }
 
@@ -303,6 +305,7 @@ func (b *Batch) insertRow(p *plan, row *rowState, key []change.Value, tuple chan
 
 	b.queue(p.insertSQL(cols), params(vals), 1, p.insertWhat)
 	res.Status, res.Diff, res.TargetKey = change.StatusSynced, diff.bytes(), keyJSON(key)
+	res.TargetKeyColumns = p.keyColumnNames()
 	res.Op = change.OpInsert
 	return nil
 }
@@ -330,7 +333,7 @@ func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value,
 		diff.add(c.target.Name, row.values[i], v)
 		row.values[i] = v
 	}
-	res.Status, res.TargetKey = change.StatusSynced, keyJSON(newKey)
+	res.Status, res.TargetKey, res.TargetKeyColumns = change.StatusSynced, keyJSON(newKey), p.keyColumnNames()
 	res.Op = change.OpUpdate
 	moved := change.RowKey(oldKey) != change.RowKey(newKey)
 	if moved {

@@ -20,13 +20,15 @@ type planColumn struct {
 // plan is how the events of one relation version are written to the target. A Relation
 // message makes a new relation, so a plan never outlives a column change.
 type plan struct {
-	spec   *TableSpec
-	target *targetTable
-	rel    *change.Relation
-	cols   []planColumn
-	key    []int          // relation positions of the key columns
-	keyCol []targetColumn // the target columns of the key, in key order
-	actor  int            // relation position of the actor column, or -1
+	spec     *TableSpec
+	target   *targetTable
+	rel      *change.Relation
+	cols     []planColumn
+	key      []int          // relation positions of the key columns
+	keyCol   []targetColumn // the target columns of the key, in key order
+	keyNames []string       // the names of keyCol
+
+	actor int // relation position of the actor column, or -1
 	// ignored lists source columns the target does not have; they are not written.
 	ignored    []string
 	ignoredPos []int // their relation positions
@@ -46,6 +48,10 @@ type statementTexts struct {
 	mu    sync.Mutex
 	byKey map[string]string
 }
+
+// keyColumnNames returns the names of the target key columns, in key order. Every
+// Result shares the slice, so it must not be changed.
+func (p *plan) keyColumnNames() []string { return p.keyNames }
 
 // textKey returns the cache key of a statement of the given kind over the plan columns
 // cols (indexes into plan.cols), appended to buf.
@@ -214,6 +220,7 @@ func (p *plan) resolveKey() error {
 				p.rel.Columns[i].Name, p.target.Name)
 		}
 		p.keyCol = append(p.keyCol, tc)
+		p.keyNames = append(p.keyNames, tc.Name)
 	}
 	return nil
 }

@@ -441,6 +441,8 @@ func syncLogRow(changeID uuid.UUID, table, rowKey, performedBy string, op change
 		SyncedAt:      now,
 		PerformedBy:   performedBy,
 		Op:            dbgen.ChangeType(op),
+
+		TargetKeyColumns: res.TargetKeyColumns,
 	}
 }
 

@@ -211,6 +211,11 @@ func keyOf(ev dbgen.LockChangesForUndoRow, t *targetTable) ([]string, error) {
 	if err := json.Unmarshal(ev.TargetKey, &values); err != nil {
 		return nil, fmt.Errorf("change %s: decode sync_log target_key %s: %w", ev.ID, ev.TargetKey, err)
 	}
+	if len(ev.TargetKeyColumns) > 0 && !slices.Equal(ev.TargetKeyColumns, t.key) {
+		return nil, fmt.Errorf("change %s was synced with the key columns %v of %s, but this "+
+			"undo finds its rows by %v: undo the change on its own, or set tables[].key to %v",
+			ev.ID, ev.TargetKeyColumns, t.name, t.key, ev.TargetKeyColumns)
+	}
 	if len(values) != len(t.key) {
 		return nil, fmt.Errorf("change %s: the stored target key %s has %d values but the key of %s "+
 			"has %d columns %v: set tables[].key to the key the change was synced with",

@@ -198,7 +198,7 @@ func (e *Executor) load(ctx context.Context, tx pgx.Tx, req *Request, s scope) (
 		name := ev.SyncTargetTable.String
 		t, ok := targets[name]
 		if !ok {
-			if t, err = loadTarget(ctx, tx, name, e.tables); err != nil {
+			if t, err = loadTarget(ctx, tx, name, e.tables, ev.TargetKeyColumns); err != nil {
 				return nil, skipped, err
 			}
 			targets[name] = t

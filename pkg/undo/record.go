@@ -157,7 +157,7 @@ func undoSyncLogRow(req *Request, u *planned, undoRequest uuid.UUID, now time.Ti
 		ID: id, ChangeEventID: u.p.ev.ID, SourceTable: u.p.ev.TableName, TargetTable: u.p.target.name,
 		SourceID: u.p.ev.RowKey, TargetKey: key, Diff: diff, SyncedAt: now,
 		PerformedBy: "undo:" + req.Requestor, Op: dbgen.ChangeType(u.writeOp),
-		UndoRequest: uuid.NullUUID{UUID: undoRequest, Valid: true},
+		UndoRequest: uuid.NullUUID{UUID: undoRequest, Valid: true}, TargetKeyColumns: u.p.target.key,
 	}, nil
 }
 

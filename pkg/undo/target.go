@@ -57,9 +57,12 @@ const uniqueKeysSQL = `SELECT array_agg(a.attname ORDER BY k.ord)
  GROUP BY i.indexrelid, i.indisprimary
  ORDER BY i.indisprimary DESC, count(*), i.indexrelid`
 
-// loadTarget reads a target table's columns and works out its key columns. A table that
-// no longer exists comes back with missing set.
-func loadTarget(ctx context.Context, tx pgx.Tx, name string, specs []apply.TableSpec) (*targetTable, error) {
+// loadTarget reads a target table's columns and works out its key columns: the
+// configured key, else stored, the key columns sync_log recorded for a change of the
+// table, else the target's primary or first unique key. A table that no longer exists
+// comes back with missing set.
+func loadTarget(ctx context.Context, tx pgx.Tx, name string, specs []apply.TableSpec, stored []string,
+) (*targetTable, error) {
 	tn, err := parseTable(name)
 	if err != nil {
 		return nil, err
@@ -90,6 +93,10 @@ func loadTarget(ctx context.Context, tx pgx.Tx, name string, specs []apply.Table
 		t.key = key
 		return t, t.checkKey()
 	}
+	if len(stored) > 0 {
+		t.key = stored
+		return t, t.checkKey()
+	}
 	rows, err = tx.Query(ctx, uniqueKeysSQL, t.ident)
 	if err != nil {
 		return nil, fmt.Errorf("read unique keys of target table %s: %w", name, err)
@@ -102,10 +109,9 @@ func loadTarget(ctx context.Context, tx pgx.Tx, name string, specs []apply.Table
 		return nil, fmt.Errorf("target table %s has no primary key or unique index and no "+
 			"configured key, so its rows cannot be found: set tables[].key", name)
 	}
-	// TODO: read the key column names from sync_log once the applier stores them. The
-	// applier matches rows by the source's replica identity, which sync_log does not name,
-	// so without tables[].key the target's primary key is taken to be the same columns,
-	// and keyOf rejects a change whose stored key has another length.
+	// Only changes synced before sync_log.target_key_columns existed get here: their key
+	// columns are taken to be the target's primary key, and keyOf rejects a change whose
+	// stored key has another length.
 	t.key = keys[0]
 	return t, t.checkKey()
 }

@@ -112,7 +112,7 @@ func (q *Queries) ListChangeEventsPage(ctx context.Context, arg ListChangeEvents
 }
 
 const listSyncLogByRow = `-- name: ListSyncLogByRow :many
-SELECT id, change_event_id, source_table, target_table, source_id, target_key, diff, synced_at, performed_by, undo_status, op, undo_request FROM sync_log
+SELECT id, change_event_id, source_table, target_table, source_id, target_key, diff, synced_at, performed_by, undo_status, op, undo_request, target_key_columns FROM sync_log
 WHERE source_id = $1
   AND ($2::text IS NULL
        OR source_table = $2 OR target_table = $2)
@@ -149,6 +149,7 @@ func (q *Queries) ListSyncLogByRow(ctx context.Context, arg ListSyncLogByRowPara
 			&i.UndoStatus,
 			&i.Op,
 			&i.UndoRequest,
+			&i.TargetKeyColumns,
 		); err != nil {
 			return nil, err
 		}

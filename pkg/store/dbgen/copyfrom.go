@@ -89,6 +89,7 @@ func (r iteratorForInsertSyncLog) Values() ([]interface{}, error) {
 		r.rows[0].SyncedAt,
 		r.rows[0].PerformedBy,
 		r.rows[0].Op,
+		r.rows[0].TargetKeyColumns,
 	}, nil
 }
 
@@ -97,7 +98,7 @@ func (r iteratorForInsertSyncLog) Err() error {
 }
 
 func (q *Queries) InsertSyncLog(ctx context.Context, arg []InsertSyncLogParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"sync_log"}, []string{"id", "change_event_id", "source_table", "target_table", "source_id", "target_key", "diff", "synced_at", "performed_by", "op"}, &iteratorForInsertSyncLog{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"sync_log"}, []string{"id", "change_event_id", "source_table", "target_table", "source_id", "target_key", "diff", "synced_at", "performed_by", "op", "target_key_columns"}, &iteratorForInsertSyncLog{rows: arg})
 }
 
 // iteratorForInsertUndoRequests implements pgx.CopyFromSource.
@@ -172,6 +173,7 @@ func (r iteratorForInsertUndoSyncLog) Values() ([]interface{}, error) {
 		r.rows[0].PerformedBy,
 		r.rows[0].Op,
 		r.rows[0].UndoRequest,
+		r.rows[0].TargetKeyColumns,
 	}, nil
 }
 
@@ -181,5 +183,5 @@ func (r iteratorForInsertUndoSyncLog) Err() error {
 
 // Records the target writes of an undo, one row per undone change.
 func (q *Queries) InsertUndoSyncLog(ctx context.Context, arg []InsertUndoSyncLogParams) (int64, error) {
-	return q.db.CopyFrom(ctx, []string{"sync_log"}, []string{"id", "change_event_id", "source_table", "target_table", "source_id", "target_key", "diff", "synced_at", "performed_by", "op", "undo_request"}, &iteratorForInsertUndoSyncLog{rows: arg})
+	return q.db.CopyFrom(ctx, []string{"sync_log"}, []string{"id", "change_event_id", "source_table", "target_table", "source_id", "target_key", "diff", "synced_at", "performed_by", "op", "undo_request", "target_key_columns"}, &iteratorForInsertUndoSyncLog{rows: arg})
 }

@@ -344,6 +344,8 @@ type SyncLog struct {
 	Op         ChangeType `json:"op"`
 	// Set on a row an undo wrote: the undo_requests row of the undone change, whose id is change_event_id. NULL on the write of a synced change.
 	UndoRequest uuid.NullUUID `json:"undo_request"`
+	// Names of the target columns whose values target_key lists, in the same order. NULL for rows written before this column existed and for tables without a key.
+	TargetKeyColumns []string `json:"target_key_columns"`
 }
 
 type UndoRequest struct {

@@ -14,20 +14,21 @@ import (
 )
 
 type InsertSyncLogParams struct {
-	ID            uuid.UUID       `json:"id"`
-	ChangeEventID uuid.UUID       `json:"change_event_id"`
-	SourceTable   string          `json:"source_table"`
-	TargetTable   string          `json:"target_table"`
-	SourceID      string          `json:"source_id"`
-	TargetKey     json.RawMessage `json:"target_key"`
-	Diff          json.RawMessage `json:"diff"`
-	SyncedAt      time.Time       `json:"synced_at"`
-	PerformedBy   string          `json:"performed_by"`
-	Op            ChangeType      `json:"op"`
+	ID               uuid.UUID       `json:"id"`
+	ChangeEventID    uuid.UUID       `json:"change_event_id"`
+	SourceTable      string          `json:"source_table"`
+	TargetTable      string          `json:"target_table"`
+	SourceID         string          `json:"source_id"`
+	TargetKey        json.RawMessage `json:"target_key"`
+	Diff             json.RawMessage `json:"diff"`
+	SyncedAt         time.Time       `json:"synced_at"`
+	PerformedBy      string          `json:"performed_by"`
+	Op               ChangeType      `json:"op"`
+	TargetKeyColumns []string        `json:"target_key_columns"`
 }
 
 const listSyncLogByChange = `-- name: ListSyncLogByChange :many
-SELECT id, change_event_id, source_table, target_table, source_id, target_key, diff, synced_at, performed_by, undo_status, op, undo_request FROM sync_log
+SELECT id, change_event_id, source_table, target_table, source_id, target_key, diff, synced_at, performed_by, undo_status, op, undo_request, target_key_columns FROM sync_log
 WHERE change_event_id = $1
 ORDER BY synced_at, id
 `
@@ -54,6 +55,7 @@ func (q *Queries) ListSyncLogByChange(ctx context.Context, changeEventID uuid.UU
 			&i.UndoStatus,
 			&i.Op,
 			&i.UndoRequest,
+			&i.TargetKeyColumns,
 		); err != nil {
 			return nil, err
 		}

@@ -44,17 +44,18 @@ type InsertUndoRequestsParams struct {
 }
 
 type InsertUndoSyncLogParams struct {
-	ID            uuid.UUID       `json:"id"`
-	ChangeEventID uuid.UUID       `json:"change_event_id"`
-	SourceTable   string          `json:"source_table"`
-	TargetTable   string          `json:"target_table"`
-	SourceID      string          `json:"source_id"`
-	TargetKey     json.RawMessage `json:"target_key"`
-	Diff          json.RawMessage `json:"diff"`
-	SyncedAt      time.Time       `json:"synced_at"`
-	PerformedBy   string          `json:"performed_by"`
-	Op            ChangeType      `json:"op"`
-	UndoRequest   uuid.NullUUID   `json:"undo_request"`
+	ID               uuid.UUID       `json:"id"`
+	ChangeEventID    uuid.UUID       `json:"change_event_id"`
+	SourceTable      string          `json:"source_table"`
+	TargetTable      string          `json:"target_table"`
+	SourceID         string          `json:"source_id"`
+	TargetKey        json.RawMessage `json:"target_key"`
+	Diff             json.RawMessage `json:"diff"`
+	SyncedAt         time.Time       `json:"synced_at"`
+	PerformedBy      string          `json:"performed_by"`
+	Op               ChangeType      `json:"op"`
+	UndoRequest      uuid.NullUUID   `json:"undo_request"`
+	TargetKeyColumns []string        `json:"target_key_columns"`
 }
 
 const listChangeIDsByThread = `-- name: ListChangeIDsByThread :many
@@ -159,7 +160,7 @@ const lockChangesForUndo = `-- name: LockChangesForUndo :many
 SELECT ce.id, ce.pipeline, ce.thread_id, ce.seq, ce.row_key, ce.table_name, ce.change_type,
        ce.status, ce.decision_reason, ce.error, ce.source_lsn, ce.actor,
        sl.id AS sync_log_id, sl.target_table AS sync_target_table, sl.target_key, sl.diff,
-       sl.op AS applied_op
+       sl.op AS applied_op, sl.target_key_columns
 FROM change_events ce
 LEFT JOIN sync_log sl ON sl.change_event_id = ce.id AND sl.undo_request IS NULL
 WHERE ce.id = ANY($1::uuid[])
@@ -168,23 +169,24 @@ FOR UPDATE OF ce
 `
 
 type LockChangesForUndoRow struct {
-	ID              uuid.UUID       `json:"id"`
-	Pipeline        string          `json:"pipeline"`
-	ThreadID        uuid.UUID       `json:"thread_id"`
-	Seq             int32           `json:"seq"`
-	RowKey          string          `json:"row_key"`
-	TableName       string          `json:"table_name"`
-	ChangeType      ChangeType      `json:"change_type"`
-	Status          ChangeStatus    `json:"status"`
-	DecisionReason  pgtype.Text     `json:"decision_reason"`
-	Error           pgtype.Text     `json:"error"`
-	SourceLSN       int64           `json:"source_lsn"`
-	Actor           pgtype.Text     `json:"actor"`
-	SyncLogID       uuid.NullUUID   `json:"sync_log_id"`
-	SyncTargetTable pgtype.Text     `json:"sync_target_table"`
-	TargetKey       json.RawMessage `json:"target_key"`
-	Diff            json.RawMessage `json:"diff"`
-	AppliedOp       NullChangeType  `json:"applied_op"`
+	ID               uuid.UUID       `json:"id"`
+	Pipeline         string          `json:"pipeline"`
+	ThreadID         uuid.UUID       `json:"thread_id"`
+	Seq              int32           `json:"seq"`
+	RowKey           string          `json:"row_key"`
+	TableName        string          `json:"table_name"`
+	ChangeType       ChangeType      `json:"change_type"`
+	Status           ChangeStatus    `json:"status"`
+	DecisionReason   pgtype.Text     `json:"decision_reason"`
+	Error            pgtype.Text     `json:"error"`
+	SourceLSN        int64           `json:"source_lsn"`
+	Actor            pgtype.Text     `json:"actor"`
+	SyncLogID        uuid.NullUUID   `json:"sync_log_id"`
+	SyncTargetTable  pgtype.Text     `json:"sync_target_table"`
+	TargetKey        json.RawMessage `json:"target_key"`
+	Diff             json.RawMessage `json:"diff"`
+	AppliedOp        NullChangeType  `json:"applied_op"`
+	TargetKeyColumns []string        `json:"target_key_columns"`
 }
 
 // Reads the changes with their sync_log write, newest first, and locks the change_events
@@ -216,6 +218,7 @@ func (q *Queries) LockChangesForUndo(ctx context.Context, ids []uuid.UUID) ([]Lo
 			&i.TargetKey,
 			&i.Diff,
 			&i.AppliedOp,
+			&i.TargetKeyColumns,
 		); err != nil {
 			return nil, err
 		}
