@@ -2,7 +2,6 @@ package apply
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -187,43 +186,46 @@ func (b *Batch) forgetTable(table change.TableName) {
 
 // diff collects {column: {"old": …, "new": …}} in column order.
 type diff struct {
-	b strings.Builder
-	n int
+	b []byte
 }
 
 func newDiff() *diff { return &diff{} }
 
 func (d *diff) add(col string, oldVal, newVal change.Value) {
-	if d.n == 0 {
-		d.b.WriteByte('{')
+	if len(d.b) == 0 {
+		d.b = append(d.b, '{')
 	} else {
-		d.b.WriteByte(',')
+		d.b = append(d.b, ',')
 	}
-	d.n++
-	name, _ := json.Marshal(col)
-	o, _ := json.Marshal(oldVal.JSON())
-	n, _ := json.Marshal(newVal.JSON())
-	d.b.Write(name)
-	d.b.WriteString(`:{"old":`)
-	d.b.Write(o)
-	d.b.WriteString(`,"new":`)
-	d.b.Write(n)
-	d.b.WriteByte('}')
+	d.b = change.AppendJSONString(d.b, col)
+	d.b = append(d.b, `:{"old":`...)
+	d.b = change.AppendValueJSON(d.b, oldVal)
+	d.b = append(d.b, `,"new":`...)
+	d.b = change.AppendValueJSON(d.b, newVal)
+	d.b = append(d.b, '}')
 }
 
 // bytes returns the diff as JSON, or nil when no column was added.
 func (d *diff) bytes() []byte {
-	if d.n == 0 {
+	if len(d.b) == 0 {
 		return nil
 	}
-	return []byte(d.b.String() + "}")
+	return append(d.b, '}')
 }
 
+// keyJSON returns the key values as a JSON array, null for NULL.
 func keyJSON(key []change.Value) []byte {
-	parts := make([]any, len(key))
-	for i, v := range key {
-		parts[i] = v.JSON()
+	size := 2
+	for _, v := range key {
+		size += len(v.Text) + 3
 	}
-	b, _ := json.Marshal(parts)
-	return b
+	b := make([]byte, 0, size)
+	b = append(b, '[')
+	for i, v := range key {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = change.AppendValueJSON(b, v)
+	}
+	return append(b, ']')
 }

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
+	"strconv"
 )
 
 // ValueDigest is the stand-in that change_events.old_data and new_data store for a value
@@ -31,36 +31,60 @@ func TupleAuditJSON(rel *Relation, t Tuple, omit []string, maxValueBytes int) ([
 	if t == nil {
 		return nil, nil
 	}
-	var b strings.Builder
-	b.WriteByte('{')
+	b := make([]byte, 0, auditJSONSize(rel, t, maxValueBytes))
+	b = append(b, '{')
 	first := true
 	for i, v := range t {
 		if !v.Known() || i >= len(rel.Columns) || slices.Contains(omit, rel.Columns[i].Name) {
 			continue
 		}
 		if !first {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
 		first = false
-		name, _ := json.Marshal(rel.Columns[i].Name)
-		b.Write(name)
-		b.WriteByte(':')
-		if v.Kind == Null {
-			b.WriteString("null")
-			continue
+		b = AppendJSONString(b, rel.Columns[i].Name)
+		b = append(b, ':')
+		switch {
+		case v.Kind == Null:
+			b = append(b, "null"...)
+		case exceedsLimit(v.Text, maxValueBytes):
+			b = appendDigestJSON(b, DigestOf(v.Text))
+		default:
+			b = AppendJSONString(b, v.Text)
 		}
-		var stored any = v.Text
-		if exceedsLimit(v.Text, maxValueBytes) {
-			stored = DigestOf(v.Text)
-		}
-		val, err := json.Marshal(stored)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(val)
 	}
-	b.WriteByte('}')
-	return []byte(b.String()), nil
+	return append(b, '}'), nil
+}
+
+// auditJSONSize estimates the length of TupleAuditJSON's output when no byte needs an
+// escape, so that the output is allocated once in the common case.
+func auditJSONSize(rel *Relation, t Tuple, maxValueBytes int) int {
+	size := 2
+	for i, v := range t {
+		if i >= len(rel.Columns) {
+			break
+		}
+		// The quotes of the name and the value, the colon and the comma.
+		size += len(rel.Columns[i].Name) + 6
+		switch {
+		case v.Kind != Text:
+			size += len("null")
+		case exceedsLimit(v.Text, maxValueBytes):
+			size += len(`{"sha256":"","bytes":}`) + 2*sha256.Size + 20
+		default:
+			size += len(v.Text)
+		}
+	}
+	return size
+}
+
+// appendDigestJSON appends d as json.Marshal encodes it.
+func appendDigestJSON(b []byte, d ValueDigest) []byte {
+	b = append(b, `{"sha256":`...)
+	b = AppendJSONString(b, d.SHA256)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, int64(d.Bytes), 10)
+	return append(b, '}')
 }
 
 func exceedsLimit(text string, maxValueBytes int) bool {

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -108,6 +110,56 @@ func TestDecodeAuditJSONRejectsOtherValues(t *testing.T) {
 	} {
 		if got, err := DecodeAuditJSON([]byte(raw)); err == nil {
 			t.Errorf("DecodeAuditJSON(%s) = %+v, want an error", raw, got)
+		}
+	}
+}
+
+// marshalAuditJSON builds old_data or new_data with json.Marshal, as a reference for
+// TupleAuditJSON's own encoder.
+func marshalAuditJSON(rel *Relation, tuple Tuple, omit []string, maxValueBytes int) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	first := true
+	for i, v := range tuple {
+		if !v.Known() || slices.Contains(omit, rel.Columns[i].Name) {
+			continue
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		name, _ := json.Marshal(rel.Columns[i].Name)
+		b.Write(name)
+		b.WriteByte(':')
+		stored := v.JSON()
+		if v.Kind == Text && maxValueBytes > 0 && len(v.Text) > maxValueBytes {
+			stored = DigestOf(v.Text)
+		}
+		val, _ := json.Marshal(stored)
+		b.Write(val)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func TestTupleAuditJSONMatchesMarshal(t *testing.T) {
+	var rel Relation
+	var tuple Tuple
+	for i, s := range jsonStringCases {
+		rel.Columns = append(rel.Columns, Column{Name: fmt.Sprintf("c%d %s", i, s)})
+		tuple = append(tuple, TextValue(s))
+	}
+	rel.Columns = append(rel.Columns, Column{Name: "null"}, Column{Name: "toast"}, Column{Name: "omitted"})
+	tuple = append(tuple, NullValue(), Value{Kind: Unchanged}, TextValue("secret"))
+	omit := []string{"omitted"}
+
+	for _, limit := range []int{0, 4, 16} {
+		got, err := TupleAuditJSON(&rel, tuple, omit, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := marshalAuditJSON(&rel, tuple, omit, limit); string(got) != want {
+			t.Errorf("TupleAuditJSON with limit %d =\n%s\nwant\n%s", limit, got, want)
 		}
 	}
 }
