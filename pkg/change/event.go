@@ -71,14 +71,14 @@ var threadNamespace = uuid.MustParse("6f1b3c1e-6a0e-4c47-9f6e-2b7c0d5a9e11")
 func ThreadID(slot string, commitLSN LSN) uuid.UUID {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(commitLSN))
-	return uuid.NewSHA1(threadNamespace, append([]byte(slot+"/"), b[:]...))
+	return NameUUID(threadNamespace, append([]byte(slot+"/"), b[:]...))
 }
 
 // EventID derives the id of the event at position seq of a thread.
 func EventID(thread uuid.UUID, seq int) uuid.UUID {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(seq))
-	return uuid.NewSHA1(thread, b[:])
+	return NameUUID(thread, b[:])
 }
 
 // Stamp sets the thread id of the transaction and the id, thread and position of each

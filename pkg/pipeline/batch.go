@@ -431,7 +431,7 @@ func syncLogRow(changeID uuid.UUID, table, rowKey, performedBy string, op change
 	now time.Time,
 ) dbgen.InsertSyncLogParams {
 	return dbgen.InsertSyncLogParams{
-		ID:            uuid.NewSHA1(changeID, []byte("sync_log")),
+		ID:            change.NameUUID(changeID, syncLogName),
 		ChangeEventID: changeID,
 		SourceTable:   table,
 		TargetTable:   res.Target.String(),
@@ -445,5 +445,8 @@ func syncLogRow(changeID uuid.UUID, table, rowKey, performedBy string, op change
 		TargetKeyColumns: res.TargetKeyColumns,
 	}
 }
+
+// syncLogName is the name that derives a sync_log id from its change id.
+var syncLogName = []byte("sync_log")
 
 func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
