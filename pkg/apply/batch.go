@@ -328,6 +328,10 @@ func (b *Batch) updateRow(p *plan, row *rowState, oldKey, newKey []change.Value,
 		if row.values[i].Equal(v) {
 			continue
 		}
+		if vals == nil {
+			// Sized for the key values too, which follow for the WHERE clause.
+			vals = make([]change.Value, 0, len(p.cols)+len(oldKey))
+		}
 		cols = append(cols, j)
 		vals = append(vals, v)
 		diff.add(c.target.Name, row.values[i], v)

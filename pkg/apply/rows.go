@@ -193,6 +193,10 @@ func newDiff() *diff { return &diff{} }
 
 func (d *diff) add(col string, oldVal, newVal change.Value) {
 	if len(d.b) == 0 {
+		// Room for this column without escapes and 128 bytes for more, so that the diff of
+		// a few short columns is allocated once and a long value is not allocated twice.
+		size := len(col) + len(oldVal.Text) + len(newVal.Text) + len(`{"":{"old":"","new":""}}`)
+		d.b = make([]byte, 0, size+128)
 		d.b = append(d.b, '{')
 	} else {
 		d.b = append(d.b, ',')
