@@ -50,7 +50,8 @@ bench: build
 
 ## fuzz: run each fuzz test for a short while.
 fuzz:
-	$(GO) test ./pkg/capture -run '^$$' -fuzz FuzzDecode -fuzztime 30s
+	$(GO) test ./pkg/capture -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 30s
+	$(GO) test ./pkg/capture -run '^$$' -fuzz '^FuzzDecodeStreamed$$' -fuzztime 30s
 	$(GO) test ./pkg/config -run '^$$' -fuzz FuzzLoad -fuzztime 30s
 
 clean:

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -214,4 +215,52 @@ func TestSpillWriteErrorNamesFullDisk(t *testing.T) {
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Error("the error does not wrap ENOSPC")
 	}
+}
+
+// FuzzDecodeStreamed decodes arbitrary bytes as a message inside a streamed transaction,
+// which is parsed only at StreamCommit, with the xid that such messages carry.
+func FuzzDecodeStreamed(f *testing.F) {
+	seeds := [][]byte{
+		inStream(5, insertMsg(16384, "t:1", "t:x")),
+		inStream(6, insertMsg(16384, "t:1", "u")),
+		inStream(5, relationMsg(16384, "t", 'd', "name")),
+		inStream(5, contextMsg(true, "changesync", `{"user":"a"}`)),
+		inStream(5, newMsg('T').u32(1).u8(0).u32(16384).b)[:8],
+		{'U', 0, 0, 0, 5},
+		{},
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, _ := testDecoder()
+		defer d.close()
+		msgs := [][]byte{relationMsg(16384, "t", 'd', "name"), streamStartMsg(5, true), data,
+			streamStopMsg(), streamAbortMsg(5, 6), streamCommitMsg(5, 0x200, 0x208)}
+		var txs []*change.Tx
+		var err error
+		for _, m := range msgs {
+			err = d.decode(context.Background(), m, func(tx *change.Tx) error {
+				txs = append(txs, tx)
+				return nil
+			})
+			if err != nil {
+				break
+			}
+		}
+		if err == nil && (len(txs) != 1 || txs[0].More) {
+			t.Fatalf("decoded %d transactions without an error, want the one committed whole", len(txs))
+		}
+		for _, tx := range txs {
+			for _, ev := range tx.Events {
+				if err := ev.Relation.Validate(ev.New); err != nil {
+					t.Errorf("event with a tuple that does not fit its relation: %v", err)
+				}
+			}
+		}
+		if d.inTransaction() && err == nil {
+			t.Error("the decoder is still in a transaction after the stream commit")
+		}
+	})
 }
