@@ -236,8 +236,10 @@ func FuzzDecodeStreamed(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, _ := testDecoder()
 		defer d.close()
-		msgs := [][]byte{relationMsg(16384, "t", 'd', "name"), streamStartMsg(5, true), data,
-			streamStopMsg(), streamAbortMsg(5, 6), streamCommitMsg(5, 0x200, 0x208)}
+		msgs := [][]byte{
+			relationMsg(16384, "t", 'd', "name"), streamStartMsg(5, true), data,
+			streamStopMsg(), streamAbortMsg(5, 6), streamCommitMsg(5, 0x200, 0x208),
+		}
 		var txs []*change.Tx
 		var err error
 		for _, m := range msgs {
