@@ -184,13 +184,6 @@ func (s *session) handleXLogData(ctx context.Context, xld pglogrepl.XLogData) er
 	wasOpen := s.dec.inTransaction()
 	err := s.dec.decode(ctx, xld.WALData, func(tx *change.Tx) error {
 		storeMax(&s.r.received, uint64(tx.EndLSN))
-		// A StreamCommit delivers every part of a transaction from its spill file
-		// without reading the connection, so status updates must go on meanwhile.
-		if !time.Now().Before(s.nextStatus) {
-			if err := s.sendStatus(ctx); err != nil {
-				return err
-			}
-		}
 		return s.deliver(ctx, tx)
 	})
 	if wasOpen || s.dec.inTransaction() {
@@ -202,12 +195,19 @@ func (s *session) handleXLogData(ctx context.Context, xld pglogrepl.XLogData) er
 	return err
 }
 
-// deliver sends a transaction to out unless it was sent or applied before. While out is
-// full it keeps sending standby status updates, so wal_sender_timeout cannot end the
-// connection, and those updates report what the pipeline confirms in the meantime.
+// deliver sends a transaction to out unless it was sent or applied before. It sends a
+// standby status update first when one is due, because a StreamCommit delivers every
+// part of a transaction from its spill file without reading the connection. While out
+// is full it keeps sending them, so wal_sender_timeout cannot end the connection, and
+// those updates report what the pipeline confirms in the meantime.
 func (s *session) deliver(ctx context.Context, tx *change.Tx) error {
 	if tx.CommitLSN < *s.resume {
 		return nil
+	}
+	if !time.Now().Before(s.nextStatus) {
+		if err := s.sendStatus(ctx); err != nil {
+			return err
+		}
 	}
 
 	for {
