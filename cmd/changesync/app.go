@@ -119,16 +119,16 @@ func runTeardown(ctx context.Context, a *app) error {
 // forgetCheckpoint deletes the pipeline's checkpoint, because the slot it belongs to is
 // gone. Without a checkpoint, the next run copies the tables again when source.snapshot
 // is initial. A metadata schema that was never migrated has nothing to delete.
-func (a *app) forgetCheckpoint(ctx context.Context, why string) error {
+func (a *app) forgetCheckpoint(ctx context.Context, reason string) error {
 	deleted, err := store.ForgetCheckpoint(ctx, a.cfg.Target.URL, a.cfg.Target.Schema, a.cfg.Pipeline)
 	if err != nil {
 		return fmt.Errorf("%s, but the checkpoint of pipeline %s was not deleted: %w; delete "+
 			"it before the next run with DELETE FROM %s.checkpoints WHERE pipeline = '%s'",
-			why, a.cfg.Pipeline, err, pgx.Identifier{a.cfg.Target.Schema}.Sanitize(), a.cfg.Pipeline)
+			reason, a.cfg.Pipeline, err, pgx.Identifier{a.cfg.Target.Schema}.Sanitize(), a.cfg.Pipeline)
 	}
 	if deleted {
 		a.log.Info("checkpoint deleted, so the next run starts as a new pipeline",
-			"pipeline", a.cfg.Pipeline, "reason", why)
+			"pipeline", a.cfg.Pipeline, "reason", reason)
 	}
 	return nil
 }

@@ -225,10 +225,10 @@ worker writes the target row; changesync also reads the target row first (to wri
 the changed columns) and writes a change_events row and a sync_log row with their indexes.
 The ten-rules workload repeats the first one with ten typical rules that all run and none
 of which matches, so the difference between the two is the cost of validation. The
-transaction of 1,000,000 UPDATEs shows the memory bound: the source streams it while
-decoding it (pgoutput protocol 2), changesync keeps it in a spill file on disk until its
-commit, then hands it on in parts of 500 changes and writes them into one target
-transaction. The native subscription runs with its default, streaming = off.
+transaction of 1,000,000 UPDATEs shows the memory bound. The source streams it while
+decoding it (pgoutput protocol 2), and changesync keeps it in a spill file on disk until
+its commit. Then it hands the transaction on in parts of 500 changes and writes them into
+one target transaction. The native subscription runs with its default, streaming = off.
 
 ## Backlog drain (row changes per second)
 

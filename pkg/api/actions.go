@@ -220,7 +220,7 @@ func undoLogIDs(body *UndoRequest) []any {
 
 // nilScopeID returns the name of an id of the body that is the nil UUID, or "". No
 // change, token or thread has that id, but undo.Request reads it as not set, so the
-// caller answers 404 for it when the body names no other scope.
+// caller returns 404 for it when the body names no other scope.
 func nilScopeID(body *UndoRequest) string {
 	switch {
 	case body.ChangeID != nil && *body.ChangeID == uuid.Nil:

@@ -147,7 +147,7 @@ func releaseIDs(req pipeline.ReleaseRequest) []any {
 	return []any{"change_id", req.ChangeID.String()}
 }
 
-// acceptRelease answers 202 for a release that goes on after its request ended, and logs
+// acceptRelease returns 202 for a release that goes on after its request ended, and logs
 // that it does.
 func (s *Server) acceptRelease(c echo.Context, body *SyncManualRequest, req pipeline.ReleaseRequest) error {
 	attrs := append(logAttrs(c), "action", body.Action, "requestor", req.By,

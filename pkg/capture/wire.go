@@ -149,8 +149,8 @@ func (r *reader) checkTruncate() error {
 // parseMessage decodes one pgoutput message with pglogrepl. pglogrepl indexes the input
 // without bounds checks, so a message shorter than its fields require panics inside it.
 // parseMessage turns that panic into an error, and runs checkLengths first for the
-// messages that would allocate from a corrupt length. inStream tells that the message
-// belongs to a transaction streamed while in progress, whose messages carry an xid.
+// messages that would allocate from a corrupt length. inStream is set for a message of a
+// transaction streamed while in progress, whose messages carry an xid.
 func parseMessage(data []byte, inStream bool) (msg pglogrepl.Message, err error) {
 	if len(data) == 0 {
 		return nil, errors.New("decode pgoutput message: empty message")

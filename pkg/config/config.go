@@ -60,7 +60,7 @@ type Source struct {
 	// that the slot advances; default 1m, 0 turns it off.
 	Heartbeat time.Duration `yaml:"heartbeat"`
 	// Streaming lets a source of PostgreSQL 14 or later send a transaction that outgrows
-	// its logical_decoding_work_mem while the transaction is in progress; changesync keeps
+	// its logical_decoding_work_mem while the transaction is in progress. changesync keeps
 	// it in a spill file until it commits. Default true.
 	Streaming bool `yaml:"streaming"`
 	// SpillDir is the directory of those spill files; default: the system's temporary

@@ -309,9 +309,9 @@ func rowsOfReleaseEvents(t *testing.T, e *syncEnv) []string {
 		ORDER BY id::text`)
 }
 
-// largeHold contains, for a held change that writes a body longer than the audit's value
-// limit and for a change of the same row blocked behind it, the digest that change_events
-// stores of the body the change writes, and the md5 of that body.
+// largeHold contains digests for two changes of one row: a held change that writes a
+// body longer than the audit's value limit, and a change blocked behind it. For each it
+// has the digest that change_events stores of the body, and the md5 of that body.
 type largeHold struct {
 	heldDigest, heldMD5       string
 	blockedDigest, blockedMD5 string

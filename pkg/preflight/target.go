@@ -241,8 +241,8 @@ func checkMapping(is *issues, i int, spec *config.Table, source *sourceTable, tt
 				fmt.Sprintf("exclude %s in tables[%d].exclude or map it to another column",
 					quoteIdent(m.source.name), i))
 		case transformed:
-			// The transform computes the value written, so the source type says nothing
-			// about what the target column receives.
+			// The transform computes the value written, so the source type does not
+			// determine what the target column receives.
 		case !writable(m.source.typeName, tc.typeName):
 			mismatched = append(mismatched, fmt.Sprintf("%s (%s into %s)", quoteIdent(m.target),
 				m.source.typeName, tc.typeName))
